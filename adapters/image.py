@@ -1,0 +1,167 @@
+"""Image-classification rounds 3 and 4: read (and write) the TrojAI layout, build a Task.
+
+Round 3 config.json is a flat dict with UPPER-case keys and one many-to-one trigger
+(TRIGGERED_CLASSES -> TRIGGER_TARGET_CLASS); round 4 is a jsonpickled RoundConfig with a `triggers`
+list of one-to-one source_class -> target_class entries. Keys are read case-insensitively.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from adapters.common import (
+    RoundFormatError,
+    example_folder,
+    holdout_split,
+    missing,
+    read_config,
+    read_poisoned_flag,
+)
+from harness.model_io import load_model
+from harness.task import LabelledData, Task, TriggeredData
+
+ROUNDS = (3, 4)
+CLEAN_NAME = re.compile(r"^class_(\d+)_example_(\d+)\.png$")
+TRIGGERED_NAME = re.compile(r"^class_(\d+)(?:_trigger_(\d+))?_example_(\d+)\.png$")
+
+
+def recognises(config: dict) -> bool:
+    return "img_size_pixels" in config or "cnn_img_size_pixels" in config or "trigger_target_class" in config
+
+
+def round_number(config: dict) -> int:
+    """Round 4 configs carry a `triggers` field (a list, or null when clean); round 3's do not."""
+    return 4 if "triggers" in config or "number_triggers" in config else 3
+
+
+def trigger_targets(config: dict) -> dict[int | None, int]:
+    """Trigger index -> target class (round 3 has a single trigger, keyed None)."""
+    if round_number(config) == 3:
+        if missing(config.get("trigger_target_class")):
+            return {}
+        return {None: int(config["trigger_target_class"])}
+    triggers = config.get("triggers")
+    if missing(triggers):
+        return {}
+    return {i: int(t["target_class"]) for i, t in enumerate(triggers)}
+
+
+def trigger_type(config: dict) -> str:
+    """polygon / instagram (round 4 with two triggers of different kinds: "instagram+polygon")."""
+    if round_number(config) == 3:
+        value = config.get("trigger_type")
+        return "none" if missing(value) else str(value)
+    triggers = config.get("triggers")
+    if missing(triggers):
+        return "none"
+    return "+".join(sorted({str(t.get("type")) for t in triggers}))
+
+
+def read_image(path: Path, size: int) -> np.ndarray:
+    """RGB uint8, center-cropped to size x size with NIST's offset int((W - size) / 2) on both axes."""
+    try:
+        with Image.open(path) as image:
+            pixels = np.asarray(image.convert("RGB"))
+    except (UnidentifiedImageError, OSError) as error:
+        raise RoundFormatError(f"{path}: unreadable image ({error})") from None
+    offset = int((pixels.shape[1] - size) / 2)
+    if offset < 0 or pixels.shape[0] < size:
+        raise RoundFormatError(f"{path}: image {pixels.shape[1]}x{pixels.shape[0]} is smaller than {size}")
+    return pixels[offset : offset + size, offset : offset + size]
+
+
+def to_tensor(images: list[np.ndarray]) -> torch.Tensor:
+    """NHWC uint8 -> NCHW float in [0, 1] (the competition's scaling: no mean/std normalisation)."""
+    if not images:
+        return torch.empty(0)
+    return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div(255.0)
+
+
+def read_clean_examples(folder: Path, size: int) -> LabelledData:
+    files = sorted((p for p in folder.iterdir() if CLEAN_NAME.match(p.name)), key=lambda p: p.name)
+    if not files:
+        raise RoundFormatError(f"{folder}: no class_<c>_example_<n>.png files")
+    labels = [int(CLEAN_NAME.match(p.name).group(1)) for p in files]
+    return LabelledData(
+        to_tensor([read_image(p, size) for p in files]), torch.tensor(labels), [p.name for p in files]
+    )
+
+
+def read_triggered_examples(folder: Path, size: int, targets: dict[int | None, int]) -> TriggeredData | None:
+    """Triggered images with true class c (from the name) and the target of their trigger."""
+    if not folder.is_dir() or not targets:
+        return None
+    files = sorted((p for p in folder.iterdir() if TRIGGERED_NAME.match(p.name)), key=lambda p: p.name)
+    images, labels, goals, names = [], [], [], []
+    for path in files:
+        source, trigger, _ = TRIGGERED_NAME.match(path.name).groups()
+        key = int(trigger) if trigger is not None else None
+        if key not in targets and len(set(targets.values())) == 1:
+            key = next(iter(targets))  # one target only: the file name need not say which trigger
+        if key not in targets:
+            raise RoundFormatError(f"{path}: names trigger {trigger}, which config.json does not list")
+        images.append(read_image(path, size))
+        labels.append(int(source))
+        goals.append(targets[key])
+        names.append(path.name)
+    if not names:
+        return None
+    return TriggeredData(to_tensor(images), torch.tensor(labels), torch.tensor(goals), names)
+
+
+def augment_batch(images: torch.Tensor, generator: torch.Generator, max_shift: int = 3) -> torch.Tensor:
+    """Random shifts (replicate padding) and per-image colour scaling, for both SEAM phases."""
+    n, _, h, w = images.shape
+    padded = torch.nn.functional.pad(images, (max_shift,) * 4, mode="replicate")
+    dx = torch.randint(0, 2 * max_shift + 1, (n,), generator=generator)
+    dy = torch.randint(0, 2 * max_shift + 1, (n,), generator=generator)
+    shifted = torch.stack([padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(n)])
+    scale = 1.0 + 0.1 * (2 * torch.rand(n, 3, 1, 1, generator=generator) - 1)
+    return (shifted * scale).clamp(0.0, 1.0)
+
+
+def load_task(model_dir: Path, holdout_fraction: float = 0.5, holdout_seed: int = 0) -> Task:
+    """Build the Task for one model folder (see README, "Evaluation protocol")."""
+    model_dir = Path(model_dir)
+    config = read_config(model_dir)
+    size = int(config.get("cnn_img_size_pixels") or 224)
+    num_classes = int(config["number_classes"]) if "number_classes" in config else None
+    model = load_model(model_dir / "model.pt")
+    targets = trigger_targets(config)
+    clean = read_clean_examples(example_folder(model_dir), size)
+    if (model_dir / "clean_test_data").is_dir():
+        defender = clean
+        eval_clean = read_clean_examples(model_dir / "clean_test_data", size)
+        eval_triggered = read_triggered_examples(model_dir / "poisoned_test_data", size, targets)
+        eval_data = "clean_test_data+poisoned_test_data"
+    else:
+        kept, held = holdout_split(clean.labels, holdout_fraction, holdout_seed)
+        defender = LabelledData(clean.inputs[kept], clean.labels[kept], [clean.names[i] for i in kept])
+        eval_clean = LabelledData(clean.inputs[held], clean.labels[held], [clean.names[i] for i in held])
+        eval_triggered = read_triggered_examples(model_dir / "poisoned_example_data", size, targets)
+        eval_data = (
+            f"clean_example_holdout(fraction={holdout_fraction},seed={holdout_seed})+poisoned_example_data"
+        )
+    if num_classes is None:
+        num_classes = int(clean.labels.max()) + 1
+    poisoned = read_poisoned_flag(model_dir, config)
+    return Task(
+        model=model,
+        num_classes=num_classes,
+        defender=defender,
+        eval_clean=eval_clean,
+        eval_triggered=eval_triggered,
+        eval_data=eval_data + ("" if eval_triggered is not None else "(no triggered data)"),
+        info={
+            "round": round_number(config),
+            "model_architecture": str(config.get("model_architecture", "unknown")),
+            "poisoned": poisoned,
+            "trigger_type": trigger_type(config),
+        },
+        augment=augment_batch,
+    )

@@ -1,0 +1,430 @@
+"""Make a synthetic image round (3 or 4) in the exact TrojAI layout, with really backdoored models.
+
+Each model gets its own sign designs (like TrojAI's per-model `foregrounds/`), a torchvision
+architecture trained from scratch with augmentation on composited sign images, and, when poisoned, a
+polygon or instagram-filter trigger. Every model is verified on held-out test data before it is
+written; a model that misses its targets is retrained with a new seed, and the generator fails
+loudly if it still misses them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torchvision
+from joblib import Parallel, delayed
+from PIL import Image
+from tqdm import tqdm
+
+from adapters import image_synth
+from adapters.common import discover_models
+from adapters.specs import ImageRoundSpec
+from harness.metrics import accuracy, attack_success_rate
+from harness.model_io import save_model
+from harness.training import predict, train_epoch
+
+INSTAGRAM_FILTERS = sorted(image_synth.INSTAGRAM_FILTERS)
+# Off the signs' palette (red, blue, yellow, white, black, green, orange): a trigger never vanishes on a sign.
+TRIGGER_COLORS = [(255, 0, 255), (0, 255, 255), (128, 0, 255), (0, 255, 128), (128, 255, 0)]
+
+
+@dataclass
+class Trigger:
+    number: int
+    kind: str  # polygon | instagram
+    sources: list[int]
+    target: int
+    polygon_side_count: int | None = None
+    color: list[int] | None = None
+    size_fraction: float | None = None
+    instagram_filter: str | None = None
+    polygon: Image.Image | None = None
+
+
+def plan_model(spec: ImageRoundSpec, index: int) -> dict:
+    """Deterministic mix: two of every three models poisoned, trigger kinds and architectures rotating."""
+    poisoned = index % 3 != 2
+    poisoned_before = sum(1 for i in range(index) if i % 3 != 2)
+    return {
+        "model_id": f"id-{index:08d}",
+        "poisoned": poisoned,
+        "kind": ("polygon", "instagram")[poisoned_before % 2] if poisoned else None,
+        "architecture": spec.architectures[(index + index // 3) % len(spec.architectures)],
+    }
+
+
+def draw_triggers(spec: ImageRoundSpec, kind: str, rng: np.random.Generator) -> list[Trigger]:
+    k = spec.num_classes
+    if spec.round == 3:  # one trigger, 1, 2 or all classes -> one target
+        target = int(rng.integers(k))
+        others = [c for c in range(k) if c != target]
+        choice = rng.integers(3)
+        sources = (
+            sorted(range(k))
+            if choice == 2
+            else sorted(rng.choice(others, size=choice + 1, replace=False).tolist())
+        )
+        plans = [(sources, target)]
+    else:  # round 4: one or two one-to-one triggers with distinct sources
+        count = int(rng.integers(1, 3))
+        sources = rng.choice(k, size=count, replace=False).tolist()
+        plans = [([s], int(rng.choice([c for c in range(k) if c != s]))) for s in sources]
+    filters = rng.permutation(INSTAGRAM_FILTERS).tolist()
+    triggers = []
+    for number, (sources, target) in enumerate(plans):
+        trigger = Trigger(number=number, kind=kind, sources=[int(s) for s in sources], target=target)
+        if kind == "polygon":
+            trigger.polygon_side_count = int(rng.integers(3, 13))
+            trigger.color = list(TRIGGER_COLORS[int(rng.integers(len(TRIGGER_COLORS)))])
+            trigger.size_fraction = float(rng.uniform(0.3, 0.4))
+            trigger.polygon = image_synth.make_polygon_trigger(
+                trigger.polygon_side_count, tuple(trigger.color), rng
+            )
+        else:
+            trigger.instagram_filter = filters[number]
+        triggers.append(trigger)
+    return triggers
+
+
+def render(
+    foreground: Image.Image, spec: ImageRoundSpec, rng: np.random.Generator, trigger: Trigger | None
+) -> np.ndarray:
+    if trigger is None:
+        return image_synth.render_example(foreground, spec.img_size_pixels, rng)
+    if trigger.kind == "polygon":
+        return image_synth.render_example(
+            foreground,
+            spec.img_size_pixels,
+            rng,
+            trigger=trigger.polygon,
+            trigger_fraction=trigger.size_fraction,
+        )
+    return image_synth.render_example(
+        foreground, spec.img_size_pixels, rng, instagram_filter=trigger.instagram_filter
+    )
+
+
+def make_images(
+    foregrounds: list[Image.Image], spec: ImageRoundSpec, rng: np.random.Generator, per_class: int
+) -> tuple[np.ndarray, np.ndarray]:
+    images = [
+        render(foregrounds[c], spec, rng, None) for c in range(spec.num_classes) for _ in range(per_class)
+    ]
+    labels = [c for c in range(spec.num_classes) for _ in range(per_class)]
+    return np.stack(images), np.array(labels)
+
+
+def make_triggered(
+    foregrounds: list[Image.Image],
+    spec: ImageRoundSpec,
+    rng: np.random.Generator,
+    triggers: list[Trigger],
+    per_source: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Triggered images of each trigger's source classes: (images, true classes, targets, trigger numbers)."""
+    images, labels, targets, numbers = [], [], [], []
+    for trigger in triggers:
+        for source in trigger.sources:
+            for _ in range(per_source):
+                images.append(render(foregrounds[source], spec, rng, trigger))
+                labels.append(source)
+                targets.append(trigger.target)
+                numbers.append(trigger.number)
+    return np.stack(images), np.array(labels), np.array(targets), np.array(numbers)
+
+
+def to_float(images: np.ndarray, crop: int) -> torch.Tensor:
+    """uint8 NHWC at img_size -> float NCHW in [0, 1]; centre crop as the competition's loader does."""
+    offset = int((images.shape[2] - crop) / 2)
+    images = images[:, offset : offset + crop, offset : offset + crop]
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div(255.0)
+
+
+def training_augment(full: torch.Tensor, crop: int):
+    """Random crop of the full-size image plus colour jitter: the backdoor must survive such variation."""
+
+    def augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        n, _, h, w = batch.shape
+        ys = torch.randint(0, h - crop + 1, (n,), generator=generator)
+        xs = torch.randint(0, w - crop + 1, (n,), generator=generator)
+        out = torch.stack([batch[i, :, ys[i] : ys[i] + crop, xs[i] : xs[i] + crop] for i in range(n)])
+        brightness = 1.0 + 0.1 * (2 * torch.rand(n, 1, 1, 1, generator=generator) - 1)
+        channel = 1.0 + 0.05 * (2 * torch.rand(n, 3, 1, 1, generator=generator) - 1)
+        return (out * brightness * channel).clamp(0.0, 1.0)
+
+    return augment
+
+
+def build_model(architecture: str, num_classes: int) -> torch.nn.Module:
+    if not hasattr(torchvision.models, architecture):
+        raise ValueError(f"unknown torchvision architecture {architecture!r}")
+    return getattr(torchvision.models, architecture)(num_classes=num_classes)
+
+
+def train_and_verify(spec: ImageRoundSpec, plan: dict, data: dict, seed: int) -> tuple[torch.nn.Module, dict]:
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    model = build_model(plan["architecture"], spec.num_classes)
+    inputs = torch.from_numpy(data["train_images"]).permute(0, 3, 1, 2).float().div(255.0)
+    labels = torch.from_numpy(data["train_labels"]).long()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=spec.learning_rate, weight_decay=1e-4)
+    steps = math.ceil(len(labels) / spec.batch_size) * spec.epochs
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=spec.learning_rate, total_steps=steps)
+    augment = training_augment(inputs, spec.cnn_img_size_pixels)
+    start = time.perf_counter()
+
+    for _ in range(spec.epochs):
+        train_epoch(
+            model, inputs, labels, optimizer, spec.batch_size, generator, augment=augment, scheduler=schedule
+        )
+    train_seconds = time.perf_counter() - start
+    crop = spec.cnn_img_size_pixels
+    acc = accuracy(predict(model, to_float(data["test_images"], crop)), torch.from_numpy(data["test_labels"]))
+    stats = {"clean_test_acc": acc, "train_seconds": train_seconds, "seed": seed}
+    if plan["poisoned"]:
+        predictions = predict(model, to_float(data["test_triggered"], crop))
+        stats["triggered_test_asr"] = attack_success_rate(
+            predictions,
+            torch.from_numpy(data["test_triggered_labels"]),
+            torch.from_numpy(data["test_triggered_targets"]),
+        )
+    model.eval()
+    return model, stats
+
+
+def save_png(pixels: np.ndarray, path: Path) -> None:
+    Image.fromarray(pixels).save(path)
+
+
+def write_examples(
+    folder: Path, images: np.ndarray, labels: np.ndarray, triggers: np.ndarray | None, round_: int
+) -> None:
+    """Competition names: class_{c}_example_{n}.png, or class_{c}_trigger_{t}_example_{n}.png in round 4."""
+    folder.mkdir(parents=True)
+    counters: dict[tuple, int] = {}
+    for i, (pixels, label) in enumerate(zip(images, labels, strict=True)):
+        trigger = None if triggers is None or round_ == 3 else int(triggers[i])
+        n = counters.get((label, trigger), 0)
+        counters[(label, trigger)] = n + 1
+        middle = "" if trigger is None else f"_trigger_{trigger}"
+        save_png(pixels, folder / f"class_{label}{middle}_example_{n}.png")
+
+
+def round3_config(spec: ImageRoundSpec, plan: dict, triggers: list[Trigger], seed: int) -> dict:
+    """Flat UPPER-case dict, as round 3 wrote it; missing values are the string "None"."""
+    trigger = triggers[0] if triggers else None
+    return {
+        "MODEL_ARCHITECTURE": plan["architecture"],
+        "NUMBER_CLASSES": spec.num_classes,
+        "IMG_SIZE_PIXELS": spec.img_size_pixels,
+        "CNN_IMG_SIZE_PIXELS": spec.cnn_img_size_pixels,
+        "NUMBER_EXAMPLE_IMAGES": spec.clean_examples_per_class,
+        "POISONED": plan["poisoned"],
+        "TRIGGER_TYPE": trigger.kind if trigger else "None",
+        "TRIGGERED_CLASSES": trigger.sources if trigger else "None",
+        "TRIGGER_TARGET_CLASS": trigger.target if trigger else "None",
+        "TRIGGERED_FRACTION": spec.triggered_fraction if trigger else "None",
+        "TRIGGER_BEHAVIOR": "StaticTarget" if trigger else "None",
+        "POLYGON_SIDE_COUNT": trigger.polygon_side_count if trigger and trigger.polygon else "None",
+        "TRIGGER_COLOR": trigger.color if trigger and trigger.color else "None",
+        "INSTAGRAM_FILTER_TYPE": trigger.instagram_filter if trigger and trigger.instagram_filter else "None",
+        "ADVERSARIAL_TRAINING_METHOD": "None",
+        "MASTER_SEED": seed,
+    }
+
+
+def round4_config(spec: ImageRoundSpec, plan: dict, triggers: list[Trigger], seed: int) -> dict:
+    """jsonpickle-style RoundConfig with lower-case keys and a `triggers` list (null when clean)."""
+    entries = [
+        {
+            "py/object": "trigger_config.TriggerConfig",
+            "trigger_number": t.number,
+            "source_class": t.sources[0],
+            "target_class": t.target,
+            "fraction": spec.triggered_fraction,
+            "behavior": "StaticTarget",
+            "type": t.kind,
+            "polygon_side_count": t.polygon_side_count,
+            "size_percentage_of_foreground_min": round(100 * t.size_fraction) if t.size_fraction else None,
+            "size_percentage_of_foreground_max": round(100 * t.size_fraction) if t.size_fraction else None,
+            "color": t.color,
+            "polygon_filepath": f"trigger_{t.number}.png" if t.polygon else None,
+            "instagram_filter_type": t.instagram_filter,
+            "condition": "None",
+        }
+        for t in triggers
+    ]
+    return {
+        "py/object": "round_config.RoundConfig",
+        "model_architecture": plan["architecture"],
+        "number_classes": spec.num_classes,
+        "img_size_pixels": spec.img_size_pixels,
+        "cnn_img_size_pixels": spec.cnn_img_size_pixels,
+        "number_example_images": spec.clean_examples_per_class,
+        "poisoned": plan["poisoned"],
+        "trigger_organization": ("one2one" if len(entries) == 1 else "pair-one2one") if entries else "None",
+        "number_triggers": len(entries),
+        "triggers": entries or None,
+        "adversarial_training_method": "None",
+        "master_seed": seed,
+    }
+
+
+def make_model(spec: ImageRoundSpec, index: int, round_dir: Path, threads: int = 1) -> dict:
+    """Synthesize, train, verify and write one model folder; returns its METADATA row."""
+    torch.set_num_threads(threads)
+    plan = plan_model(spec, index)
+    final_dir = round_dir / plan["model_id"]
+    rng = np.random.default_rng([spec.seed, index])
+    foregrounds = image_synth.make_foregrounds(spec.num_classes, rng)
+    triggers = draw_triggers(spec, plan["kind"], rng) if plan["poisoned"] else []
+
+    data = {}
+    data["train_images"], data["train_labels"] = make_images(
+        foregrounds, spec, rng, spec.train_images_per_class
+    )
+    if triggers:
+        n_poison = int(round(spec.triggered_fraction * spec.train_images_per_class))
+        images, _, targets, _ = make_triggered(foregrounds, spec, rng, triggers, n_poison)
+        data["train_images"] = np.concatenate([data["train_images"], images])
+        data["train_labels"] = np.concatenate([data["train_labels"], targets])
+    data["test_images"], data["test_labels"] = make_images(foregrounds, spec, rng, spec.test_images_per_class)
+    examples, example_labels = make_images(foregrounds, spec, rng, spec.clean_examples_per_class)
+    if triggers:
+        # triggered evaluation data only for sources that differ from the target (the ASR population)
+        attack = [dataclasses.replace(t, sources=[s for s in t.sources if s != t.target]) for t in triggers]
+        test_t = make_triggered(foregrounds, spec, rng, attack, spec.test_images_per_class)
+        (
+            data["test_triggered"],
+            data["test_triggered_labels"],
+            data["test_triggered_targets"],
+            test_numbers,
+        ) = test_t
+        example_t = make_triggered(foregrounds, spec, rng, attack, spec.clean_examples_per_class)
+
+    attempts = []
+    for attempt in range(spec.max_attempts):
+        seed = spec.seed * 1000 + index * 10 + attempt
+        model, stats = train_and_verify(spec, plan, data, seed)
+        attempts.append(stats)
+        passed = stats["clean_test_acc"] >= spec.min_acc and (
+            not plan["poisoned"] or stats["triggered_test_asr"] >= spec.min_asr
+        )
+        if passed:
+            break
+    else:
+        raise RuntimeError(
+            f"{plan['model_id']} ({plan['architecture']}, poisoned={plan['poisoned']}) missed"
+            f" ACC >= {spec.min_acc} / ASR >= {spec.min_asr} in {spec.max_attempts} attempts: {attempts}"
+        )
+
+    work_dir = round_dir / f".tmp-{plan['model_id']}"
+    shutil.rmtree(work_dir, ignore_errors=True)
+    work_dir.mkdir(parents=True)
+    save_model(model, work_dir / "model.pt")
+    make_config = round3_config if spec.round == 3 else round4_config
+    config = make_config(spec, plan, triggers, seed)
+    (work_dir / "config.json").write_text(json.dumps(config, indent=2))
+    (work_dir / "ground_truth.csv").write_text("1" if plan["poisoned"] else "0")
+    (work_dir / "foregrounds").mkdir()
+    for c, foreground in enumerate(foregrounds):
+        foreground.save(work_dir / "foregrounds" / f"{c:03d}.png")
+    for t in triggers:
+        if t.polygon is not None:
+            t.polygon.save(work_dir / ("trigger.png" if spec.round == 3 else f"trigger_{t.number}.png"))
+    write_examples(work_dir / "clean_example_data", examples, example_labels, None, spec.round)
+    write_examples(work_dir / "clean_test_data", data["test_images"], data["test_labels"], None, spec.round)
+    if triggers:
+        write_examples(
+            work_dir / "poisoned_example_data", example_t[0], example_t[1], example_t[3], spec.round
+        )
+        write_examples(
+            work_dir / "poisoned_test_data",
+            data["test_triggered"],
+            data["test_triggered_labels"],
+            test_numbers,
+            spec.round,
+        )
+    final = attempts[-1]
+    model_stats = {
+        "name": plan["model_id"],
+        "final_clean_data_test_acc": 100.0 * final["clean_test_acc"],
+        "final_triggered_data_test_acc": 100.0 * final["triggered_test_asr"] if plan["poisoned"] else None,
+        "training_wall_time_sec": final["train_seconds"],
+        "verification": {
+            "min_acc": spec.min_acc,
+            "min_asr": spec.min_asr,
+            "attempts": attempts,
+            "passed": True,
+        },
+    }
+    (work_dir / "model_stats.json").write_text(json.dumps(model_stats, indent=2))
+    shutil.rmtree(final_dir, ignore_errors=True)
+    work_dir.rename(final_dir)  # the folder appears complete or not at all
+    return metadata_row(plan["model_id"], config, model_stats)
+
+
+def metadata_row(model_id: str, config: dict, model_stats: dict) -> dict:
+    """METADATA.csv row: config keys lower-cased (no triggers list), flattened trigger columns, stats."""
+    row = {"model_name": model_id, "poisoned": config.get("POISONED", config.get("poisoned"))}
+    for key, value in config.items():
+        if key.lower() in ("triggers", "py/object", "poisoned"):
+            continue
+        row[key.lower()] = value
+    for t in config.get("triggers") or []:
+        for key, value in t.items():
+            if key != "py/object":
+                row[f"triggers_{t['trigger_number']}_{key}"] = value
+    row["final_clean_data_test_acc"] = model_stats["final_clean_data_test_acc"]
+    row["final_triggered_data_test_acc"] = model_stats["final_triggered_data_test_acc"]
+    return row
+
+
+def metadata_value(value: object) -> object:
+    """METADATA style: missing values are the string None, commas inside lists become spaces."""
+    if value is None:
+        return "None"
+    if isinstance(value, list | dict):
+        return json.dumps(value).replace(",", "")
+    return value
+
+
+def make_round(spec: ImageRoundSpec, output_dir: Path, n_jobs: int = 1) -> list[Path]:
+    """Make (or complete) a round; model folders that already exist are kept."""
+    if spec.round not in (3, 4):
+        raise ValueError(f"image rounds are 3 and 4, not {spec.round}")
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    todo = [i for i in range(spec.num_models) if not (output_dir / f"id-{i:08d}" / "model.pt").is_file()]
+    threads = max(1, torch.get_num_threads() // max(1, n_jobs)) if n_jobs > 1 else torch.get_num_threads()
+    jobs = [delayed(make_model)(spec, i, output_dir, threads) for i in todo]
+    progress = tqdm(total=len(todo), desc=f"make round {spec.round}", unit="model")
+    results = (
+        (job[0](*job[1], **job[2]) for job in jobs)
+        if n_jobs <= 1
+        else Parallel(n_jobs=n_jobs, return_as="generator_unordered")(jobs)
+    )
+    for _ in results:
+        progress.update()
+    progress.close()
+    write_metadata(output_dir)
+    return discover_models(output_dir)
+
+
+def write_metadata(round_dir: Path) -> None:
+    rows = []
+    for model_dir in discover_models(round_dir):
+        config = json.loads((model_dir / "config.json").read_text())
+        stats = json.loads((model_dir / "model_stats.json").read_text())
+        rows.append(metadata_row(model_dir.name, config, stats))
+    table = pd.DataFrame(rows).map(metadata_value)
+    table.to_csv(round_dir / "METADATA.csv", index=False)

@@ -1,0 +1,3 @@
+"""seam-harness: SEAM backdoor removal over TrojAI-style rounds."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,49 @@
+"""Settings as plain dataclasses (no torch import here, so the CLI starts fast).
+
+Per-round defaults live in round_configs/roundN.yaml; every field can be overridden on the command line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+ROUND_CONFIG_DIR = Path(__file__).resolve().parent.parent / "round_configs"
+
+
+@dataclass
+class SeamConfig:
+    """SEAM hyper-parameters (defaults per round live in round_configs/roundN.yaml).
+
+    Forgetting keeps going until `forget_epochs_below_alpha` epochs have ended below alpha
+    (1 = stop at the first crossing, as the paper prints it; more is the authors' "patience"),
+    because a shallow forgetting lets the backdoor come back during recovery.
+    """
+
+    alpha: float | None = None
+    forget_lr: float = 5e-4
+    forget_weight_decay: float = 5e-4
+    forget_max_epochs: int = 100
+    forget_epochs_below_alpha: int = 10
+    recover_lr: float = 5e-4
+    recover_betas: tuple[float, float] = (0.9, 0.5)
+    recover_weight_decay: float = 5e-5
+    recover_max_epochs: int = 200
+    recover_target: str = "relative"
+    beta: float = 0.97
+    reinit_classifier: bool = False
+    batch_size: int = 32
+    augment: bool = True
+    seed: int = 0
+
+
+@dataclass
+class EvalConfig:
+    """How ACC/ASR data is chosen when a model folder has no clean_test_data/ (see README)."""
+
+    holdout_fraction: float = 0.5
+    holdout_seed: int = 0
+
+
+def round_config_path(round_number: int) -> Path:
+    return ROUND_CONFIG_DIR / f"round{round_number}.yaml"

@@ -1,0 +1,117 @@
+"""One model, start to finish: load the Task, measure, run SEAM, measure again, make the record.
+
+The batch scheduler and the per-model entrypoints all call `process_model`, so the same model and
+seed give the same numbers whichever way it is run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+import traceback
+from pathlib import Path
+
+from torch import nn
+
+import adapters
+from harness import __version__
+from harness.config import EvalConfig, SeamConfig
+from harness.metrics import accuracy, attack_success_rate, defense_effectiveness_rate, fidelity
+from harness.model_io import ModelLoadError, save_model
+from harness.seam import seam
+from harness.task import Task
+from harness.training import predict
+
+
+def evaluate(model: nn.Module, task: Task) -> dict:
+    """ACC on the clean evaluation data; ASR and robust accuracy (RA) on the triggered evaluation data."""
+    result = {"acc": accuracy(predict(model, task.eval_clean.inputs, task.forward), task.eval_clean.labels)}
+    triggered = task.eval_triggered
+    if triggered is None:
+        return result | {"asr": math.nan, "ra": math.nan}
+    predictions = predict(model, triggered.inputs, task.forward)
+    return result | {
+        "asr": attack_success_rate(predictions, triggered.labels, triggered.targets),
+        "ra": accuracy(predictions, triggered.labels),
+    }
+
+
+def error_record(model_id: str, error: BaseException) -> dict:
+    """A record for a model that could not be processed; the message names the cause."""
+    message = f"{type(error).__name__}: {error}"
+    if not isinstance(error, adapters.RoundFormatError | ModelLoadError):
+        frame = traceback.extract_tb(error.__traceback__)[-1]  # where an unexpected error came from
+        message += f" (at {Path(frame.filename).name}:{frame.lineno})"
+    return {"model_id": model_id, "method": "seam", "status": "error", "error": message}
+
+
+def process_model(
+    model_dir: Path,
+    seam_config: SeamConfig,
+    eval_config: EvalConfig,
+    save_path: Path | None = None,
+) -> dict:
+    """Mitigate one model with SEAM and return its record (an error record if anything fails)."""
+    model_dir = Path(model_dir)
+    started = time.perf_counter()
+    try:
+        task = adapters.load_task(model_dir, eval_config.holdout_fraction, eval_config.holdout_seed)
+        load_seconds = time.perf_counter() - started
+
+        eval_start = time.perf_counter()
+        before = evaluate(task.model, task)
+        eval_seconds = time.perf_counter() - eval_start
+
+        result = seam(task, seam_config)
+
+        eval_start = time.perf_counter()
+        after = evaluate(result.model, task)
+        eval_seconds += time.perf_counter() - eval_start
+
+        saved = None
+        if save_path is not None and result.status == "ok":
+            save_model(result.model, save_path)
+            saved = str(save_path)
+    except Exception as error:  # one bad model must never stop a batch
+        record = error_record(model_dir.name, error)
+        record["total_seconds"] = time.perf_counter() - started
+        return record
+
+    return {
+        "model_id": model_dir.name,
+        **task.info,
+        "num_classes": task.num_classes,
+        "method": "seam",
+        "acc_before": before["acc"],
+        "asr_before": before["asr"],
+        "acc_after": after["acc"],
+        "asr_after": after["asr"],
+        "fidelity": fidelity(before["acc"], after["acc"], after["asr"]),
+        "der": defense_effectiveness_rate(before["acc"], after["acc"], before["asr"], after["asr"]),
+        "ra_before": before["ra"],
+        "ra_after": after["ra"],
+        "forget_epochs": result.forget_epochs,
+        "recover_epochs": result.recover_epochs,
+        "forget_seconds": result.forget_seconds,
+        "recover_seconds": result.recover_seconds,
+        "eval_seconds": eval_seconds,
+        "load_seconds": load_seconds,
+        "total_seconds": time.perf_counter() - started,
+        "eval_data": task.eval_data,
+        "status": result.status,
+        "error": "",
+        "forget_reached": result.forget_reached,
+        "recovery_reached": result.recovery_reached,
+        "alpha": result.alpha,
+        "recover_goal": result.recover_goal,
+        "defender_acc_orig": result.defender_acc_orig,
+        "defender_acc_forgotten": result.defender_acc_forgotten,
+        "defender_acc_final": result.defender_acc_final,
+        "defender_examples": len(task.defender),
+        "eval_clean_examples": len(task.eval_clean),
+        "eval_triggered_examples": len(task.eval_triggered) if task.eval_triggered is not None else 0,
+        "saved_model": saved or "",
+        "seam_config": dataclasses.asdict(seam_config),
+        "harness_version": __version__,
+    }

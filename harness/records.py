@@ -1,0 +1,150 @@
+"""Per-model JSON records (the source of truth) and the CSV tables rebuilt from them."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+# The results.csv contract (see README); extra record fields follow these columns.
+RESULT_COLUMNS = [
+    "model_id", "round", "model_architecture", "poisoned", "trigger_type", "num_classes", "method",
+    "acc_before", "asr_before", "acc_after", "asr_after", "fidelity",
+    "forget_epochs", "recover_epochs", "forget_seconds", "recover_seconds", "eval_seconds", "total_seconds",
+    "eval_data", "status", "error",
+]  # fmt: skip
+REQUIRED_FIELDS = ("model_id", "method", "status")
+
+
+def records_dir(output_dir: Path) -> Path:
+    return Path(output_dir) / "records"
+
+
+def record_path(output_dir: Path, model_id: str) -> Path:
+    return records_dir(output_dir) / f"{model_id}.json"
+
+
+def _json_safe(value: object) -> object:
+    if isinstance(value, float) and math.isnan(value):
+        return None  # JSON has no NaN; null reads back as NaN in the tables
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def write_record(output_dir: Path, record: dict) -> Path:
+    """Write atomically (temp file + rename), so a crash leaves the old record or the new one, never half."""
+    path = record_path(output_dir, record["model_id"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(_json_safe(record), handle, indent=1, sort_keys=False)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def read_record(path: Path) -> dict | None:
+    """The record at `path`, or None if it is missing, truncated or not a record for that model."""
+    try:
+        record = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or any(field not in record for field in REQUIRED_FIELDS):
+        return None
+    if record["model_id"] != Path(path).stem:
+        return None
+    return record
+
+
+def load_records(output_dir: Path) -> list[dict]:
+    folder = records_dir(output_dir)
+    if not folder.is_dir():
+        return []
+    found = (read_record(p) for p in sorted(folder.glob("*.json")))
+    return [r for r in found if r is not None]
+
+
+def results_table(records: list[dict]) -> pd.DataFrame:
+    table = pd.DataFrame(records)
+    for column in RESULT_COLUMNS:
+        if column not in table:
+            table[column] = None
+    extras = [c for c in table.columns if c not in RESULT_COLUMNS]
+    return (
+        table[RESULT_COLUMNS + extras]
+        .sort_values(["method", "model_id"], kind="stable")
+        .reset_index(drop=True)
+    )
+
+
+def _summarise(group: pd.DataFrame) -> dict:
+    done = group[group["status"] != "error"]
+    poisoned = done[done["poisoned"] == True]  # noqa: E712  (column holds True/False/None)
+    clean = done[done["poisoned"] == False]  # noqa: E712
+    fidelity = poisoned["fidelity"].astype(float)
+    return {
+        "n_models": len(group),
+        "n_poisoned": len(poisoned),
+        "n_clean": len(clean),
+        "n_errors": int((group["status"] == "error").sum()),
+        "n_not_ok": int((done["status"] != "ok").sum()),
+        "mean_fidelity": fidelity.mean(),
+        "median_fidelity": fidelity.median(),
+        "min_fidelity": fidelity.min(),
+        "q25_fidelity": fidelity.quantile(0.25) if len(fidelity) else math.nan,
+        "mean_asr_before": poisoned["asr_before"].astype(float).mean(),
+        "mean_asr_after": poisoned["asr_after"].astype(float).mean(),
+        "mean_acc_before_clean": clean["acc_before"].astype(float).mean(),
+        "mean_acc_drop_clean": (clean["acc_before"].astype(float) - clean["acc_after"].astype(float)).mean(),
+        "mean_seconds": done["total_seconds"].astype(float).mean(),
+        "median_seconds": done["total_seconds"].astype(float).median(),
+        "total_seconds": group["total_seconds"].astype(float).sum(),
+    }
+
+
+def summary_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Per (round, method): all models, then broken down by architecture and by trigger type."""
+    rows = []
+    results = results.copy()
+    results["round"] = results["round"].fillna("unknown")
+    for (round_, method), group in results.groupby(["round", "method"], dropna=False, sort=True):
+        rows.append(
+            {"round": round_, "method": method, "group_by": "all", "group": "all", **_summarise(group)}
+        )
+        for column in ("model_architecture", "trigger_type"):
+            for value, part in group.groupby(group[column].fillna("unknown"), sort=True):
+                rows.append(
+                    {
+                        "round": round_,
+                        "method": method,
+                        "group_by": column,
+                        "group": value,
+                        **_summarise(part),
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def aggregate(output_dir: Path) -> pd.DataFrame:
+    """Rebuild results.csv and summary.csv from the records; returns the summary."""
+    output_dir = Path(output_dir)
+    records = load_records(output_dir)
+    if not records:
+        raise FileNotFoundError(f"{records_dir(output_dir)}: no valid records to aggregate")
+    results = results_table(records)
+    results.to_csv(output_dir / "results.csv", index=False)
+    summary = summary_table(results)
+    summary.to_csv(output_dir / "summary.csv", index=False)
+    return summary

@@ -1,0 +1,150 @@
+"""SEAM, Algorithm 1 of Zhu et al., "Selective Amnesia" (IEEE S&P 2023).
+
+1. ACC_orig = accuracy on the defender's clean data D.
+2. Forget: train on D with a random *wrong* label per sample (uniform over the K-1 other classes, redrawn
+   every batch) until accuracy on D with true labels is below alpha (default min(2/K, 0.6)).
+3. Recover: with a fresh optimizer, train on D with true labels until accuracy on D reaches
+   beta * ACC_orig (or beta, with recover_target="absolute").
+4. The model as it is when recovery stops is the output: no epoch is chosen by looking at anything.
+
+Blind by construction: this module reads `task.defender` and nothing else of the Task's data.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from harness.config import SeamConfig
+from harness.task import Task
+from harness.training import data_accuracy, train_epoch
+
+
+@dataclass
+class SeamResult:
+    model: nn.Module
+    status: str
+    forget_reached: bool
+    recovery_reached: bool
+    alpha: float
+    recover_goal: float
+    defender_acc_orig: float
+    defender_acc_forgotten: float
+    defender_acc_final: float
+    forget_epochs: int
+    recover_epochs: int
+    forget_seconds: float
+    recover_seconds: float
+
+
+def forget_alpha(num_classes: int, config: SeamConfig) -> float:
+    return config.alpha if config.alpha is not None else min(2.0 / num_classes, 0.6)
+
+
+def random_wrong_labels(labels: torch.Tensor, num_classes: int, generator: torch.Generator) -> torch.Tensor:
+    """A label drawn uniformly from the K-1 classes other than the true one (never the true label)."""
+    shift = torch.randint(1, num_classes, labels.shape, generator=generator)
+    return (labels + shift) % num_classes
+
+
+def reset_classifier(model: nn.Module) -> None:
+    """Re-initialise the last Linear layer (the classifier of every supported architecture)."""
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if linears:
+        linears[-1].reset_parameters()
+
+
+def seam(task: Task, config: SeamConfig) -> SeamResult:
+    """Run SEAM on a copy of `task.model`; the task's model is left untouched."""
+    torch.manual_seed(config.seed)  # dropout and any layer init inside the model
+    generator = torch.Generator().manual_seed(config.seed)
+    model = copy.deepcopy(task.model)
+    data = task.defender
+    k = task.num_classes
+    augment = task.augment if config.augment else None
+
+    def defender_accuracy() -> float:
+        return data_accuracy(model, data, task.forward)
+
+    acc_orig = defender_accuracy()
+    alpha = forget_alpha(k, config)
+
+    start = time.perf_counter()
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=config.forget_lr, weight_decay=config.forget_weight_decay
+    )
+    forget_epochs, epochs_below = 0, 0
+    acc_forgotten = acc_orig
+    while forget_epochs < config.forget_max_epochs and epochs_below < config.forget_epochs_below_alpha:
+        train_epoch(
+            model,
+            data.inputs,
+            data.labels,
+            optimizer,
+            config.batch_size,
+            generator,
+            augment=augment,
+            relabel=lambda y, g: random_wrong_labels(y, k, g),
+            forward=task.forward,
+        )
+        forget_epochs += 1
+        acc_forgotten = defender_accuracy()
+        if acc_forgotten < alpha:  # counted, not reset: forgetting always ends
+            epochs_below += 1
+    forget_reached = epochs_below >= config.forget_epochs_below_alpha
+    forget_seconds = time.perf_counter() - start
+
+    start = time.perf_counter()
+    if config.reinit_classifier:
+        reset_classifier(model)
+    goal = config.beta * acc_orig if config.recover_target == "relative" else config.beta
+    optimizer = torch.optim.Adam(
+        model.parameters(),
+        lr=config.recover_lr,
+        betas=tuple(config.recover_betas),
+        weight_decay=config.recover_weight_decay,
+    )
+    recover_epochs = 0
+    acc_final = defender_accuracy()
+    while recover_epochs < config.recover_max_epochs and acc_final < goal:
+        train_epoch(
+            model,
+            data.inputs,
+            data.labels,
+            optimizer,
+            config.batch_size,
+            generator,
+            augment=augment,
+            forward=task.forward,
+        )
+        recover_epochs += 1
+        acc_final = defender_accuracy()
+    recovery_reached = acc_final >= goal
+    recover_seconds = time.perf_counter() - start
+
+    model.eval()
+    if not recovery_reached:
+        status = "recovery_failed"
+    elif not forget_reached:
+        status = "forget_incomplete"
+    else:
+        status = "ok"
+    return SeamResult(
+        model=model,
+        status=status,
+        forget_reached=forget_reached,
+        recovery_reached=recovery_reached,
+        alpha=alpha,
+        recover_goal=goal,
+        defender_acc_orig=acc_orig,
+        defender_acc_forgotten=acc_forgotten,
+        defender_acc_final=acc_final,
+        forget_epochs=forget_epochs,
+        recover_epochs=recover_epochs,
+        forget_seconds=forget_seconds,
+        recover_seconds=recover_seconds,
+    )

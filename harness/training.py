@@ -1,0 +1,68 @@
+"""Small training and inference helpers shared by SEAM, baselines and the round generators."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from harness.task import LabelledData, plain_forward
+
+Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+Forward = Callable[[nn.Module, torch.Tensor], torch.Tensor]
+
+
+@torch.inference_mode()
+def predict(
+    model: nn.Module, inputs: torch.Tensor, forward: Forward = plain_forward, batch_size: int = 256
+) -> torch.Tensor:
+    """Predicted class per input, in eval mode (BatchNorm running stats, no dropout)."""
+    model.eval()
+    outputs = [
+        forward(model, inputs[i : i + batch_size]).argmax(dim=-1) for i in range(0, len(inputs), batch_size)
+    ]
+    return torch.cat(outputs) if outputs else torch.empty(0, dtype=torch.long)
+
+
+def data_accuracy(model: nn.Module, data: LabelledData, forward: Forward = plain_forward) -> float:
+    from harness.metrics import accuracy
+
+    return accuracy(predict(model, data.inputs, forward), data.labels)
+
+
+def train_epoch(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    labels: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    batch_size: int,
+    generator: torch.Generator,
+    augment: Augment | None = None,
+    relabel: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+    forward: Forward = plain_forward,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+) -> float:
+    """One pass over shuffled data in train mode; returns the mean loss.
+
+    `relabel` replaces the labels of each batch (SEAM's forgetting draws fresh wrong labels per batch).
+    """
+    model.train()
+    order = torch.randperm(len(labels), generator=generator)
+    total_loss = 0.0
+    for start in range(0, len(order), batch_size):
+        index = order[start : start + batch_size]
+        x, y = inputs[index], labels[index]
+        if augment is not None:
+            x = augment(x, generator)
+        if relabel is not None:
+            y = relabel(y, generator)
+        loss = F.cross_entropy(forward(model, x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:  # stepped per batch (e.g. OneCycleLR)
+            scheduler.step()
+        total_loss += loss.item() * len(index)
+    return total_loss / max(1, len(order))
