@@ -138,7 +138,7 @@ def load_task(model_dir: Path, holdout_fraction: float = 0.5, holdout_seed: int 
         defender = clean
         eval_clean = read_clean_examples(model_dir / "clean_test_data", size)
         eval_triggered = read_triggered_examples(model_dir / "poisoned_test_data", size, targets)
-        eval_data = "clean_test_data+poisoned_test_data"
+        eval_data = "clean_test_data" + ("+poisoned_test_data" if eval_triggered is not None else "")
     else:
         kept, held = holdout_split(clean.labels, holdout_fraction, holdout_seed)
         defender = LabelledData(clean.inputs[kept], clean.labels[kept], [clean.names[i] for i in kept])
@@ -156,7 +156,7 @@ def load_task(model_dir: Path, holdout_fraction: float = 0.5, holdout_seed: int 
         defender=defender,
         eval_clean=eval_clean,
         eval_triggered=eval_triggered,
-        eval_data=eval_data + ("" if eval_triggered is not None else "(no triggered data)"),
+        eval_data=eval_data,
         info={
             "round": round_number(config),
             "model_architecture": str(config.get("model_architecture", "unknown")),

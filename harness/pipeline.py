@@ -75,6 +75,7 @@ def process_model(
             saved = str(save_path)
     except Exception as error:  # one bad model must never stop a batch
         record = error_record(model_dir.name, error)
+        record["model_dir"] = str(model_dir.resolve())
         record["total_seconds"] = time.perf_counter() - started
         return record
 
@@ -111,6 +112,7 @@ def process_model(
         "defender_examples": len(task.defender),
         "eval_clean_examples": len(task.eval_clean),
         "eval_triggered_examples": len(task.eval_triggered) if task.eval_triggered is not None else 0,
+        "model_dir": str(model_dir.resolve()),
         "saved_model": saved or "",
         "seam_config": dataclasses.asdict(seam_config),
         "harness_version": __version__,

@@ -1,0 +1,56 @@
+"""Shared fixtures: tiny but real synthetic rounds (real pickled torchvision models, real files)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from adapters.specs import ImageRoundSpec
+
+torch.set_num_threads(2)  # CI machines have 2 cores; deliberate, so timings are comparable
+
+# Small enough to make in seconds. Verification thresholds are off because 3 epochs on 60 images per
+# class do not make a dependable backdoor; the generator's verification is tested on its own.
+TINY = dict(
+    num_models=3,
+    num_classes=3,
+    img_size_pixels=20,
+    cnn_img_size_pixels=16,
+    architectures=["resnet18", "shufflenet_v2_x1_0"],
+    train_images_per_class=40,
+    clean_examples_per_class=6,
+    test_images_per_class=8,
+    epochs=2,
+    min_acc=0.0,
+    min_asr=0.0,
+    max_attempts=1,
+)
+
+# SEAM capped to a few epochs: the tests check behaviour, not quality.
+FAST_SEAM = ["--seam.forget_max_epochs", "3", "--seam.recover_max_epochs", "3", "--seam.forget_epochs_below_alpha", "1"]
+
+
+def make_tiny_round(round_number: int, output_dir: Path) -> Path:
+    from adapters.image_make_round import make_round
+
+    make_round(ImageRoundSpec(round=round_number, seed=1, **TINY), output_dir, n_jobs=1)
+    return output_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_round3(tmp_path_factory) -> Path:
+    return make_tiny_round(3, tmp_path_factory.mktemp("round3"))
+
+
+@pytest.fixture(scope="session")
+def tiny_round4(tmp_path_factory) -> Path:
+    return make_tiny_round(4, tmp_path_factory.mktemp("round4"))
+
+
+@pytest.fixture
+def round3_copy(tiny_round3, tmp_path) -> Path:
+    """A private copy a test may damage."""
+    return Path(shutil.copytree(tiny_round3, tmp_path / "round"))

@@ -1,0 +1,156 @@
+"""The batch path as users run it: `seam-harness run` in a subprocess over real model folders."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import FAST_SEAM
+
+from adapters import load_task
+from adapters.common import discover_models
+from harness.model_io import load_model
+from harness.pipeline import evaluate
+from harness.records import RESULT_COLUMNS
+
+CLI = str(Path(sys.executable).parent / "seam-harness")
+
+
+def seam_harness(*args, check=True, **kwargs) -> subprocess.CompletedProcess:
+    result = subprocess.run([CLI, *map(str, args)], capture_output=True, text=True, **kwargs)
+    if check and result.returncode != 0:
+        raise AssertionError(f"seam-harness {args} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def run_round(round_dir, output_dir, *extra, check=True):
+    return seam_harness("run", "--round_dir", round_dir, "--output_dir", output_dir, *FAST_SEAM, *extra, check=check)
+
+
+def record_times(output_dir: Path) -> dict:
+    return {p.name: p.stat().st_mtime_ns for p in (output_dir / "records").glob("*.json")}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_round3, tmp_path_factory):
+    output_dir = tmp_path_factory.mktemp("out")
+    result = run_round(tiny_round3, output_dir)
+    return output_dir, result
+
+
+def test_run_writes_records_tables_and_a_summary(finished_run, tiny_round3):
+    output_dir, result = finished_run
+    results = pd.read_csv(output_dir / "results.csv")
+    assert list(results.columns[: len(RESULT_COLUMNS)]) == RESULT_COLUMNS
+    assert sorted(results["model_id"]) == [p.name for p in discover_models(tiny_round3)]
+    assert set(results["round"]) == {3} and set(results["method"]) == {"seam"}
+    assert set(results["status"]) <= {"ok", "recovery_failed", "forget_incomplete"}
+    poisoned = results[results["poisoned"]]
+    assert (poisoned["eval_data"] == "clean_test_data+poisoned_test_data").all()
+    assert poisoned["asr_before"].notna().all() and poisoned["fidelity"].notna().all()
+    assert results[~results["poisoned"]]["asr_before"].isna().all()
+    summary = pd.read_csv(output_dir / "summary.csv")
+    assert {"all", "model_architecture", "trigger_type"} <= set(summary["group_by"])
+    for column in ("mean_fidelity", "median_fidelity", "mean_asr_after", "mean_acc_drop_clean", "total_seconds"):
+        assert column in summary
+    assert "mean_fidelity" in result.stdout and "results.csv" in result.stdout
+
+
+def test_saved_model_reproduces_its_row(finished_run):
+    output_dir, _ = finished_run
+    results = pd.read_csv(output_dir / "results.csv")
+    saved = results[results["status"] == "ok"]
+    assert len(saved) > 0, "the tiny round should have at least one model that SEAM recovered"
+    for row in saved.itertuples():
+        task = load_task(Path(row.model_dir))
+        measured = evaluate(load_model(row.saved_model), task)
+        assert measured["acc"] == row.acc_after
+        assert (pd.isna(row.asr_after) and pd.isna(measured["asr"])) or measured["asr"] == row.asr_after
+
+
+def test_rerun_skips_finished_models_and_recomputes_broken_records(finished_run, tiny_round3, tmp_path):
+    import shutil
+
+    output_dir = Path(shutil.copytree(finished_run[0], tmp_path / "out"))
+    before = record_times(output_dir)
+    result = run_round(tiny_round3, output_dir)
+    assert record_times(output_dir) == before
+    assert "3 skipped" in result.stdout
+    records = sorted((output_dir / "records").glob("*.json"))
+    records[0].write_text(records[0].read_text()[:40])  # truncated, as by a crash mid-write elsewhere
+    records[1].unlink()
+    run_round(tiny_round3, output_dir)
+    after = record_times(output_dir)
+    assert after[records[2].name] == before[records[2].name]
+    assert after[records[0].name] != before[records[0].name]
+    assert json.loads(records[0].read_text())["model_id"] == records[0].stem
+    assert len(pd.read_csv(output_dir / "results.csv")) == 3
+
+
+def test_bad_model_folders_become_error_rows(round3_copy, tmp_path):
+    models = discover_models(round3_copy)
+    (models[0] / "model.pt").write_bytes(b"\x00corrupt")
+    (models[1] / "config.json").unlink()
+    output_dir = tmp_path / "out"
+    run_round(round3_copy, output_dir)
+    results = pd.read_csv(output_dir / "results.csv").set_index("model_id")
+    assert results.loc[models[0].name, "status"] == "error"
+    assert "model.pt" in results.loc[models[0].name, "error"]
+    assert results.loc[models[1].name, "status"] == "error"
+    assert "no config.json" in results.loc[models[1].name, "error"]
+    assert results.loc[models[2].name, "status"] != "error"
+    assert pd.notna(results.loc[models[2].name, "acc_after"])
+    summary = pd.read_csv(output_dir / "summary.csv")
+    assert summary[summary["group_by"] == "all"]["n_errors"].sum() == 2
+
+
+def test_sigkill_then_rerun_loses_and_repeats_nothing(tiny_round3, tmp_path):
+    output_dir = tmp_path / "out"
+    # slow SEAM down so the kill lands while models are still in flight
+    slow = ["--seam.forget_max_epochs", "40", "--seam.forget_lr", "0", "--seam.recover_max_epochs", "1"]
+    process = subprocess.Popen(
+        [CLI, "run", "--round_dir", tiny_round3, "--output_dir", output_dir, *slow],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((output_dir / "records").glob("*.json")):
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    finished = record_times(output_dir)
+    assert 1 <= len(finished) < 3, "the kill should land after the first model and before the last"
+    run_round(tiny_round3, output_dir, *slow)
+    after = record_times(output_dir)
+    assert {k: after[k] for k in finished} == finished  # nothing finished was recomputed
+    results = pd.read_csv(output_dir / "results.csv")
+    assert sorted(results["model_id"]) == [p.name for p in discover_models(tiny_round3)]
+    assert not results["model_id"].duplicated().any()
+    assert not list((output_dir / "records").glob(".tmp-*"))
+
+
+def test_aggregate_rebuilds_the_tables(finished_run, tmp_path):
+    import shutil
+
+    output_dir = Path(shutil.copytree(finished_run[0], tmp_path / "out"))
+    (output_dir / "results.csv").unlink()
+    (output_dir / "summary.csv").unlink()
+    seam_harness("aggregate", "--output_dir", output_dir)
+    rebuilt = pd.read_csv(output_dir / "results.csv")
+    assert rebuilt.drop(columns=["seam_config"]).equals(
+        pd.read_csv(finished_run[0] / "results.csv").drop(columns=["seam_config"])
+    )
+
+
+def test_bad_input_gives_one_clear_line(tmp_path):
+    result = seam_harness("run", "--round_dir", tmp_path / "missing", "--output_dir", tmp_path / "o", check=False)
+    assert result.returncode != 0
+    assert "not a directory" in result.stderr and "Traceback" not in result.stderr
+    result = seam_harness("aggregate", "--output_dir", tmp_path, check=False)
+    assert result.returncode != 0 and "no valid records" in result.stderr and "Traceback" not in result.stderr

@@ -1,0 +1,118 @@
+"""SEAM's stopping rules and its blindness, on a small real model over real tensors."""
+
+import torch
+from torch import nn
+
+import harness.seam as seam_module
+from harness.config import SeamConfig
+from harness.seam import random_wrong_labels, seam
+from harness.task import LabelledData, Task, TriggeredData
+
+K = 4
+
+
+def cluster_task(seed: int = 0, per_class: int = 12) -> Task:
+    """K well-separated Gaussian clusters and an MLP trained on them (ACC 1.0 on the defender's data)."""
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(K, 8, generator=g) * 4
+    labels = torch.arange(K).repeat_interleave(per_class)
+    inputs = centres[labels] + torch.randn(len(labels), 8, generator=g) * 0.3
+    model = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, K))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(200):
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(inputs), labels).backward()
+        optimizer.step()
+    model.eval()
+    defender = LabelledData(inputs, labels)
+    # evaluation data that SEAM must never read: poisoned on purpose (NaN) so any use would show
+    poison = torch.full_like(inputs, float("nan"))
+    return Task(
+        model=model,
+        num_classes=K,
+        defender=defender,
+        eval_clean=LabelledData(poison, labels),
+        eval_triggered=TriggeredData(poison, labels, torch.zeros_like(labels)),
+        eval_data="test",
+    )
+
+
+def test_wrong_labels_are_never_the_true_label_and_cover_all_others():
+    labels = torch.arange(K).repeat(5000)
+    wrong = random_wrong_labels(labels, K, torch.Generator().manual_seed(0))
+    assert not bool((wrong == labels).any())
+    for c in range(K):
+        drawn = wrong[labels == c]
+        counts = torch.bincount(drawn, minlength=K).float()
+        assert counts[c] == 0
+        others = counts[torch.arange(K) != c] / len(drawn)
+        assert torch.allclose(others, torch.full_like(others, 1 / (K - 1)), atol=0.03)
+
+
+def test_forgetting_never_trains_on_a_true_label(monkeypatch):
+    task = cluster_task()
+    seen = []
+    real_train_epoch = seam_module.train_epoch
+
+    def spy(model, inputs, labels, optimizer, batch_size, generator, augment=None, relabel=None, forward=None):
+        if relabel is not None:
+            def checked(y, g):
+                new = relabel(y, g)
+                seen.append(bool((new == y).any()))
+                return new
+            return real_train_epoch(model, inputs, labels, optimizer, batch_size, generator, augment, checked, forward)
+        return real_train_epoch(model, inputs, labels, optimizer, batch_size, generator, augment, None, forward)
+
+    monkeypatch.setattr(seam_module, "train_epoch", spy)
+    result = seam(task, SeamConfig(forget_lr=1e-2, forget_epochs_below_alpha=3, recover_lr=1e-2, augment=False))
+    assert seen and not any(seen)
+    assert result.forget_epochs >= 3
+
+
+def test_forgetting_runs_the_required_epochs_below_alpha_then_recovers():
+    task = cluster_task()
+    config = SeamConfig(forget_lr=1e-2, forget_epochs_below_alpha=4, recover_lr=1e-2, augment=False)
+    result = seam(task, config)
+    assert result.alpha == min(2 / K, 0.6)
+    assert result.defender_acc_orig == 1.0
+    assert result.forget_reached and result.defender_acc_forgotten < result.alpha
+    assert result.forget_epochs >= 4
+    assert result.recovery_reached and result.defender_acc_final >= 0.97 * result.defender_acc_orig
+    assert result.recover_epochs >= 1
+    assert result.status == "ok"
+    # the task's own model is untouched
+    assert torch.equal(task.model(task.defender.inputs).argmax(1), task.defender.labels)
+
+
+def test_forgetting_stops_at_its_epoch_cap_and_says_so():
+    task = cluster_task()
+    result = seam(task, SeamConfig(forget_lr=0.0, forget_max_epochs=3, recover_lr=0.0, augment=False))
+    assert result.forget_epochs == 3 and not result.forget_reached
+    # nothing was forgotten, so the recovery target holds at once
+    assert result.recover_epochs == 0 and result.recovery_reached
+    assert result.status == "forget_incomplete"
+
+
+def test_a_recovery_that_never_reaches_its_target_is_reported():
+    task = cluster_task()
+    config = SeamConfig(forget_lr=1e-2, forget_epochs_below_alpha=2, recover_lr=0.0, recover_max_epochs=4, augment=False)
+    result = seam(task, config)
+    assert result.recover_epochs == 4
+    assert not result.recovery_reached
+    assert result.status == "recovery_failed"
+
+
+def test_absolute_recovery_target():
+    task = cluster_task()
+    result = seam(task, SeamConfig(forget_lr=1e-2, recover_lr=1e-2, recover_target="absolute", beta=0.5, augment=False))
+    assert result.recover_goal == 0.5
+    assert result.defender_acc_final >= 0.5
+
+
+def test_same_seed_same_result():
+    task = cluster_task()
+    config = SeamConfig(forget_lr=1e-2, forget_epochs_below_alpha=2, recover_lr=1e-2, augment=False, seed=3)
+    first, second = seam(task, config), seam(task, config)
+    assert (first.forget_epochs, first.recover_epochs) == (second.forget_epochs, second.recover_epochs)
+    for a, b in zip(first.model.parameters(), second.model.parameters(), strict=True):
+        assert torch.equal(a, b)
