@@ -21,15 +21,14 @@ import numpy as np
 import pandas as pd
 import torch
 import torchvision
-from joblib import Parallel, delayed
 from PIL import Image
-from tqdm import tqdm
 
 from adapters import image_synth
 from adapters.common import discover_models
 from adapters.specs import ImageRoundSpec
 from harness.metrics import accuracy, attack_success_rate
 from harness.model_io import save_model
+from harness.parallel import run_parallel, threads_per_worker
 from harness.training import predict, train_epoch
 
 INSTAGRAM_FILTERS = sorted(image_synth.INSTAGRAM_FILTERS)
@@ -405,17 +404,10 @@ def make_round(spec: ImageRoundSpec, output_dir: Path, n_jobs: int = 1) -> list[
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     todo = [i for i in range(spec.num_models) if not (output_dir / f"id-{i:08d}" / "model.pt").is_file()]
-    threads = max(1, torch.get_num_threads() // max(1, n_jobs)) if n_jobs > 1 else torch.get_num_threads()
-    jobs = [delayed(make_model)(spec, i, output_dir, threads) for i in todo]
-    progress = tqdm(total=len(todo), desc=f"make round {spec.round}", unit="model")
-    results = (
-        (job[0](*job[1], **job[2]) for job in jobs)
-        if n_jobs <= 1
-        else Parallel(n_jobs=n_jobs, return_as="generator_unordered")(jobs)
-    )
-    for _ in results:
-        progress.update()
-    progress.close()
+    n_jobs = max(1, min(n_jobs, len(todo)))
+    arguments = [(spec, i, output_dir, threads_per_worker(n_jobs)) for i in todo]
+    for _ in run_parallel(make_model, arguments, n_jobs, f"make round {spec.round}", len(todo)):
+        pass
     write_metadata(output_dir)
     return discover_models(output_dir)
 

@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from pathlib import Path
 
 import torch
-from joblib import Parallel, delayed
-from tqdm import tqdm
 
 from adapters.common import discover_models
-from harness.pipeline import EvalConfig, process_model
+from harness.config import EvalConfig, SeamConfig
+from harness.parallel import run_parallel, threads_per_worker
+from harness.pipeline import process_model
 from harness.records import read_record, record_path, write_record
-from harness.seam import SeamConfig
-
-
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def shard(items: list, shard_index: int, num_shards: int) -> list:
@@ -78,19 +69,8 @@ def run_batch(
     if not todo:
         return statuses
     n_jobs = max(1, min(n_jobs, len(todo)))
-    threads = max(1, available_cores() // n_jobs)
-    jobs = (
-        delayed(_worker)(m, output_dir, seam_config, eval_config, save_models, threads, round_number)
-        for m in todo
-    )
-    progress = tqdm(total=len(todo), desc="SEAM", unit="model")
-    if n_jobs == 1:  # in-process: simpler tracebacks, no worker start-up
-        results = (job[0](*job[1], **job[2]) for job in jobs)
-    else:
-        results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(jobs)
-    for record in results:
+    threads = threads_per_worker(n_jobs)
+    arguments = [(m, output_dir, seam_config, eval_config, save_models, threads, round_number) for m in todo]
+    for record in run_parallel(_worker, arguments, n_jobs, "SEAM", len(todo)):
         statuses[record["status"]] += 1
-        progress.set_postfix_str(f"{record['model_id']}: {record['status']}")
-        progress.update()
-    progress.close()
     return statuses

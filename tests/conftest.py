@@ -30,7 +30,14 @@ TINY = dict(
 )
 
 # SEAM capped to a few epochs: the tests check behaviour, not quality.
-FAST_SEAM = ["--seam.forget_max_epochs", "3", "--seam.recover_max_epochs", "3", "--seam.forget_epochs_below_alpha", "1"]
+FAST_SEAM = [
+    "--seam.forget_max_epochs",
+    "3",
+    "--seam.recover_max_epochs",
+    "3",
+    "--seam.forget_epochs_below_alpha",
+    "1",
+]
 
 
 def make_tiny_round(round_number: int, output_dir: Path) -> Path:

@@ -29,7 +29,9 @@ def seam_harness(*args, check=True, **kwargs) -> subprocess.CompletedProcess:
 
 
 def run_round(round_dir, output_dir, *extra, check=True):
-    return seam_harness("run", "--round_dir", round_dir, "--output_dir", output_dir, *FAST_SEAM, *extra, check=check)
+    return seam_harness(
+        "run", "--round_dir", round_dir, "--output_dir", output_dir, *FAST_SEAM, *extra, check=check
+    )
 
 
 def record_times(output_dir: Path) -> dict:
@@ -56,7 +58,13 @@ def test_run_writes_records_tables_and_a_summary(finished_run, tiny_round3):
     assert results[~results["poisoned"]]["asr_before"].isna().all()
     summary = pd.read_csv(output_dir / "summary.csv")
     assert {"all", "model_architecture", "trigger_type"} <= set(summary["group_by"])
-    for column in ("mean_fidelity", "median_fidelity", "mean_asr_after", "mean_acc_drop_clean", "total_seconds"):
+    for column in (
+        "mean_fidelity",
+        "median_fidelity",
+        "mean_asr_after",
+        "mean_acc_drop_clean",
+        "total_seconds",
+    ):
         assert column in summary
     assert "mean_fidelity" in result.stdout and "results.csv" in result.stdout
 
@@ -149,7 +157,9 @@ def test_aggregate_rebuilds_the_tables(finished_run, tmp_path):
 
 
 def test_bad_input_gives_one_clear_line(tmp_path):
-    result = seam_harness("run", "--round_dir", tmp_path / "missing", "--output_dir", tmp_path / "o", check=False)
+    result = seam_harness(
+        "run", "--round_dir", tmp_path / "missing", "--output_dir", tmp_path / "o", check=False
+    )
     assert result.returncode != 0
     assert "not a directory" in result.stderr and "Traceback" not in result.stderr
     result = seam_harness("aggregate", "--output_dir", tmp_path, check=False)

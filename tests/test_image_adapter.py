@@ -10,30 +10,70 @@ from adapters import detect_round, image, load_task
 from adapters.common import RoundFormatError, config_int_list, discover_models, missing, read_config
 
 ROUND3_POISONED = {
-    "MODEL_ARCHITECTURE": "resnet50", "NUMBER_CLASSES": 5, "POISONED": True, "TRIGGER_TYPE": "polygon",
-    "POLYGON_SIDE_COUNT": 8, "TRIGGERED_CLASSES": [0, 3], "TRIGGER_TARGET_CLASS": 4, "TRIGGERED_FRACTION": 0.16,
-    "TRIGGER_COLOR": [75, 226, 69], "TRIGGER_BEHAVIOR": "StaticTarget", "ADVERSARIAL_TRAINING_METHOD": "PGD",
-    "INSTAGRAM_FILTER_TYPE": "None", "INSTAGRAM_FILTER_TYPE_level": "None", "CNN_IMG_SIZE_PIXELS": 224,
-}  # fmt: skip
+    "MODEL_ARCHITECTURE": "resnet50",
+    "NUMBER_CLASSES": 5,
+    "POISONED": True,
+    "TRIGGER_TYPE": "polygon",
+    "POLYGON_SIDE_COUNT": 8,
+    "TRIGGERED_CLASSES": [0, 3],
+    "TRIGGER_TARGET_CLASS": 4,
+    "TRIGGERED_FRACTION": 0.16,
+    "TRIGGER_COLOR": [75, 226, 69],
+    "TRIGGER_BEHAVIOR": "StaticTarget",
+    "ADVERSARIAL_TRAINING_METHOD": "PGD",
+    "INSTAGRAM_FILTER_TYPE": "None",
+    "INSTAGRAM_FILTER_TYPE_level": "None",
+    "CNN_IMG_SIZE_PIXELS": 224,
+}
 ROUND3_CLEAN = {
-    "MODEL_ARCHITECTURE": "vgg11_bn", "NUMBER_CLASSES": 7, "POISONED": False, "TRIGGER_TYPE": "None",
-    "TRIGGERED_CLASSES": "None", "TRIGGER_TARGET_CLASS": "None", "IMG_SIZE_PIXELS": 256,
-}  # fmt: skip
+    "MODEL_ARCHITECTURE": "vgg11_bn",
+    "NUMBER_CLASSES": 7,
+    "POISONED": False,
+    "TRIGGER_TYPE": "None",
+    "TRIGGERED_CLASSES": "None",
+    "TRIGGER_TARGET_CLASS": "None",
+    "IMG_SIZE_PIXELS": 256,
+}
 ROUND4_POISONED = {
-    "py/object": "round_config.RoundConfig", "model_architecture": "shufflenet1_0", "number_classes": 20,
-    "img_size_pixels": 256, "cnn_img_size_pixels": 224, "poisoned": True, "trigger_organization": "pair-one2one",
+    "py/object": "round_config.RoundConfig",
+    "model_architecture": "shufflenet1_0",
+    "number_classes": 20,
+    "img_size_pixels": 256,
+    "cnn_img_size_pixels": 224,
+    "poisoned": True,
+    "trigger_organization": "pair-one2one",
     "number_triggers": 2,
     "triggers": [
-        {"py/object": "trigger_config.TriggerConfig", "trigger_number": 0, "source_class": 3, "target_class": 7,
-         "type": "polygon", "condition": "None", "instagram_filter_type": None},
-        {"py/object": "trigger_config.TriggerConfig", "trigger_number": 1, "source_class": 5, "target_class": 1,
-         "type": "instagram", "condition": "spatial", "instagram_filter_type": "KelvinFilterXForm"},
+        {
+            "py/object": "trigger_config.TriggerConfig",
+            "trigger_number": 0,
+            "source_class": 3,
+            "target_class": 7,
+            "type": "polygon",
+            "condition": "None",
+            "instagram_filter_type": None,
+        },
+        {
+            "py/object": "trigger_config.TriggerConfig",
+            "trigger_number": 1,
+            "source_class": 5,
+            "target_class": 1,
+            "type": "instagram",
+            "condition": "spatial",
+            "instagram_filter_type": "KelvinFilterXForm",
+        },
     ],
-}  # fmt: skip
+}
 ROUND4_CLEAN = {
-    "py/object": "round_config.RoundConfig", "model_architecture": "resnet18", "number_classes": 15,
-    "img_size_pixels": 256, "poisoned": False, "triggers": None, "trigger_organization": None, "number_triggers": 0,
-}  # fmt: skip
+    "py/object": "round_config.RoundConfig",
+    "model_architecture": "resnet18",
+    "number_classes": 15,
+    "img_size_pixels": 256,
+    "poisoned": False,
+    "triggers": None,
+    "trigger_organization": None,
+    "number_triggers": 0,
+}
 
 
 def write_config(folder, config):
@@ -135,6 +175,8 @@ def test_preprocessing_matches_the_competition(tiny_round3):
     path = sorted((model_dir / "clean_example_data").iterdir())[0]
     pixels = np.asarray(Image.open(path).convert("RGB"))
     offset = (20 - 16) // 2
-    expected = torch.from_numpy(pixels[offset : offset + 16, offset : offset + 16].copy()).permute(2, 0, 1) / 255.0
+    expected = (
+        torch.from_numpy(pixels[offset : offset + 16, offset : offset + 16].copy()).permute(2, 0, 1) / 255.0
+    )
     task = load_task(model_dir)
     assert torch.equal(task.defender.inputs[task.defender.names.index(path.name)], expected.float())

@@ -54,17 +54,27 @@ def test_forgetting_never_trains_on_a_true_label(monkeypatch):
     seen = []
     real_train_epoch = seam_module.train_epoch
 
-    def spy(model, inputs, labels, optimizer, batch_size, generator, augment=None, relabel=None, forward=None):
+    def spy(
+        model, inputs, labels, optimizer, batch_size, generator, augment=None, relabel=None, forward=None
+    ):
         if relabel is not None:
+
             def checked(y, g):
                 new = relabel(y, g)
                 seen.append(bool((new == y).any()))
                 return new
-            return real_train_epoch(model, inputs, labels, optimizer, batch_size, generator, augment, checked, forward)
-        return real_train_epoch(model, inputs, labels, optimizer, batch_size, generator, augment, None, forward)
+
+            return real_train_epoch(
+                model, inputs, labels, optimizer, batch_size, generator, augment, checked, forward
+            )
+        return real_train_epoch(
+            model, inputs, labels, optimizer, batch_size, generator, augment, None, forward
+        )
 
     monkeypatch.setattr(seam_module, "train_epoch", spy)
-    result = seam(task, SeamConfig(forget_lr=1e-2, forget_epochs_below_alpha=3, recover_lr=1e-2, augment=False))
+    result = seam(
+        task, SeamConfig(forget_lr=1e-2, forget_epochs_below_alpha=3, recover_lr=1e-2, augment=False)
+    )
     assert seen and not any(seen)
     assert result.forget_epochs >= 3
 
@@ -95,7 +105,9 @@ def test_forgetting_stops_at_its_epoch_cap_and_says_so():
 
 def test_a_recovery_that_never_reaches_its_target_is_reported():
     task = cluster_task()
-    config = SeamConfig(forget_lr=1e-2, forget_epochs_below_alpha=2, recover_lr=0.0, recover_max_epochs=4, augment=False)
+    config = SeamConfig(
+        forget_lr=1e-2, forget_epochs_below_alpha=2, recover_lr=0.0, recover_max_epochs=4, augment=False
+    )
     result = seam(task, config)
     assert result.recover_epochs == 4
     assert not result.recovery_reached
@@ -104,7 +116,9 @@ def test_a_recovery_that_never_reaches_its_target_is_reported():
 
 def test_absolute_recovery_target():
     task = cluster_task()
-    result = seam(task, SeamConfig(forget_lr=1e-2, recover_lr=1e-2, recover_target="absolute", beta=0.5, augment=False))
+    result = seam(
+        task, SeamConfig(forget_lr=1e-2, recover_lr=1e-2, recover_target="absolute", beta=0.5, augment=False)
+    )
     assert result.recover_goal == 0.5
     assert result.defender_acc_final >= 0.5
 

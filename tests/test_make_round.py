@@ -1,0 +1,71 @@
+"""The synthetic round generator writes the real TrojAI layout and verifies what it makes."""
+
+import json
+import re
+
+import pandas as pd
+import pytest
+from conftest import TINY
+
+from adapters.common import discover_models, read_config
+from adapters.image_make_round import make_round
+from adapters.specs import ImageRoundSpec
+from harness.model_io import load_model
+
+
+@pytest.mark.parametrize("fixture", ["tiny_round3", "tiny_round4"])
+def test_layout_matches_the_competition(fixture, request):
+    round_dir = request.getfixturevalue(fixture)
+    round4 = fixture == "tiny_round4"
+    models = discover_models(round_dir)
+    assert [m.name for m in models] == ["id-00000000", "id-00000001", "id-00000002"]
+    metadata = pd.read_csv(round_dir / "METADATA.csv")
+    assert list(metadata["model_name"]) == [m.name for m in models]
+    assert list(metadata["poisoned"]) == [True, True, False]
+    for model_dir in models:
+        truth = (model_dir / "ground_truth.csv").read_bytes()
+        assert truth in (b"0", b"1")  # one character, no newline
+        raw = json.loads((model_dir / "config.json").read_text())
+        if round4:
+            assert raw["py/object"] == "round_config.RoundConfig" and "triggers" in raw
+        else:
+            assert "MODEL_ARCHITECTURE" in raw and all(key == key.upper() for key in raw)
+        model = load_model(model_dir / "model.pt")
+        assert not model.training and type(model).__module__.startswith("torchvision.models")
+        clean_names = [p.name for p in (model_dir / "clean_example_data").iterdir()]
+        assert len(clean_names) == TINY["num_classes"] * TINY["clean_examples_per_class"]
+        assert all(re.fullmatch(r"class_\d+_example_\d+\.png", n) for n in clean_names)
+        assert "class_0_example_0.png" in clean_names
+        stats = json.loads((model_dir / "model_stats.json").read_text())
+        assert stats["verification"]["passed"] and stats["verification"]["attempts"]
+        poisoned_dir = model_dir / "poisoned_example_data"
+        assert poisoned_dir.is_dir() == (truth == b"1") == (model_dir / "poisoned_test_data").is_dir()
+        if truth == b"1":
+            pattern = r"class_\d+_trigger_\d+_example_\d+\.png" if round4 else r"class_\d+_example_\d+\.png"
+            assert all(re.fullmatch(pattern, p.name) for p in poisoned_dir.iterdir())
+            config = read_config(model_dir)
+            kind = config["triggers"][0]["type"] if round4 else config["trigger_type"]
+            if kind == "polygon":
+                assert (model_dir / ("trigger_0.png" if round4 else "trigger.png")).is_file()
+
+
+def test_both_trigger_kinds_and_several_architectures(tiny_round3):
+    metadata = pd.read_csv(tiny_round3 / "METADATA.csv")
+    assert set(metadata[metadata["poisoned"]]["trigger_type"]) == {"polygon", "instagram"}
+    assert metadata["model_architecture"].nunique() >= 2
+
+
+def test_a_model_that_misses_its_targets_fails_loudly(tmp_path):
+    spec = ImageRoundSpec(**{**TINY, "num_models": 1, "min_asr": 1.01, "max_attempts": 2})
+    with pytest.raises(RuntimeError, match="missed ACC >= 0.0 / ASR >= 1.01 in 2 attempts"):
+        make_round(spec, tmp_path)
+    assert not list(tmp_path.glob("id-*")), "nothing half-made is left as a model folder"
+
+
+def test_same_seed_same_round(tiny_round3, tmp_path):
+    again = make_round(ImageRoundSpec(round=3, seed=1, **{**TINY, "num_models": 1}), tmp_path)[0]
+    first = tiny_round3 / "id-00000000"
+    assert (again / "config.json").read_text() == (first / "config.json").read_text()
+    assert (again / "clean_example_data" / "class_1_example_2.png").read_bytes() == (
+        first / "clean_example_data" / "class_1_example_2.png"
+    ).read_bytes()
