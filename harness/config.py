@@ -17,19 +17,25 @@ class SeamConfig:
 
     Forgetting keeps going until `forget_epochs_below_alpha` epochs have ended below alpha
     (1 = stop at the first crossing, as the paper prints it; more is the authors' "patience"),
-    because a shallow forgetting lets the backdoor come back during recovery.
+    because a shallow forgetting lets the backdoor come back during recovery. Recovery stops when
+    the defender's accuracy reaches its goal, or `recover_epochs_after_goal` epochs after that (a fixed,
+    blind number: more training on the clean data than the bare goal needs).
     """
 
     alpha: float | None = None
+    forget_optimizer: str = "adam"
     forget_lr: float = 5e-4
     forget_weight_decay: float = 5e-4
     forget_max_epochs: int = 100
     forget_epochs_below_alpha: int = 10
+    recover_optimizer: str = "adam"
     recover_lr: float = 5e-4
     recover_betas: tuple[float, float] = (0.9, 0.5)
     recover_weight_decay: float = 5e-5
+    sgd_momentum: float = 0.9
     recover_max_epochs: int = 200
     recover_target: str = "relative"
+    recover_epochs_after_goal: int = 0
     beta: float = 0.97
     reinit_classifier: bool = False
     batch_size: int = 32

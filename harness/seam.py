@@ -58,6 +58,17 @@ def reset_classifier(model: nn.Module) -> None:
         linears[-1].reset_parameters()
 
 
+def make_optimizer(
+    name: str, model: nn.Module, lr: float, weight_decay: float, betas: tuple[float, float], momentum: float
+) -> torch.optim.Optimizer:
+    """A fresh optimizer for one phase: "adam" or "sgd" (with momentum)."""
+    if name == "adam":
+        return torch.optim.Adam(model.parameters(), lr=lr, betas=tuple(betas), weight_decay=weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}: use adam or sgd")
+
+
 def seam(task: Task, config: SeamConfig) -> SeamResult:
     """Run SEAM on a copy of `task.model`; the task's model is left untouched."""
     torch.manual_seed(config.seed)  # dropout and any layer init inside the model
@@ -74,8 +85,13 @@ def seam(task: Task, config: SeamConfig) -> SeamResult:
     alpha = forget_alpha(k, config)
 
     start = time.perf_counter()
-    optimizer = torch.optim.Adam(
-        model.parameters(), lr=config.forget_lr, weight_decay=config.forget_weight_decay
+    optimizer = make_optimizer(
+        config.forget_optimizer,
+        model,
+        config.forget_lr,
+        config.forget_weight_decay,
+        (0.9, 0.999),
+        config.sgd_momentum,
     )
     forget_epochs, epochs_below = 0, 0
     acc_forgotten = acc_orig
@@ -102,15 +118,21 @@ def seam(task: Task, config: SeamConfig) -> SeamResult:
     if config.reinit_classifier:
         reset_classifier(model)
     goal = config.beta * acc_orig if config.recover_target == "relative" else config.beta
-    optimizer = torch.optim.Adam(
-        model.parameters(),
-        lr=config.recover_lr,
-        betas=tuple(config.recover_betas),
-        weight_decay=config.recover_weight_decay,
+    optimizer = make_optimizer(
+        config.recover_optimizer,
+        model,
+        config.recover_lr,
+        config.recover_weight_decay,
+        config.recover_betas,
+        config.sgd_momentum,
     )
-    recover_epochs = 0
+    recover_epochs, epochs_after_goal = 0, 0
     acc_final = defender_accuracy()
-    while recover_epochs < config.recover_max_epochs and acc_final < goal:
+    while recover_epochs < config.recover_max_epochs and (
+        acc_final < goal or epochs_after_goal < config.recover_epochs_after_goal
+    ):
+        if acc_final >= goal:
+            epochs_after_goal += 1
         train_epoch(
             model,
             data.inputs,

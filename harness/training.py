@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -50,9 +51,11 @@ def train_epoch(
     """
     model.train()
     order = torch.randperm(len(labels), generator=generator)
+    # Near-equal batches instead of a short last one: 100 examples at 32 would leave a batch of 4,
+    # whose BatchNorm statistics are noise and knock the model about on tiny defender sets.
+    n_batches = max(1, math.ceil(len(order) / batch_size))
     total_loss = 0.0
-    for start in range(0, len(order), batch_size):
-        index = order[start : start + batch_size]
+    for index in torch.tensor_split(order, n_batches):
         x, y = inputs[index], labels[index]
         if augment is not None:
             x = augment(x, generator)

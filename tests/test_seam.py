@@ -130,3 +130,12 @@ def test_same_seed_same_result():
     assert (first.forget_epochs, first.recover_epochs) == (second.forget_epochs, second.recover_epochs)
     for a, b in zip(first.model.parameters(), second.model.parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_recovery_can_run_a_fixed_number_of_epochs_past_its_goal():
+    task = cluster_task()
+    base = SeamConfig(forget_lr=1e-2, forget_epochs_below_alpha=2, recover_lr=1e-2, augment=False)
+    bare = seam(task, base)
+    longer = seam(task, SeamConfig(**{**base.__dict__, "recover_epochs_after_goal": 5}))
+    assert longer.recover_epochs == bare.recover_epochs + 5
+    assert longer.recovery_reached and longer.status == "ok"
