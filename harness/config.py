@@ -24,10 +24,10 @@ class SeamConfig:
 
     alpha: float | None = None
     forget_optimizer: str = "adam"
-    forget_lr: float = 5e-4
+    forget_lr: float = 2e-3
     forget_weight_decay: float = 5e-4
     forget_max_epochs: int = 100
-    forget_epochs_below_alpha: int = 10
+    forget_epochs_below_alpha: int = 30
     recover_optimizer: str = "adam"
     recover_lr: float = 5e-4
     recover_betas: tuple[float, float] = (0.9, 0.5)
@@ -35,7 +35,7 @@ class SeamConfig:
     sgd_momentum: float = 0.9
     recover_max_epochs: int = 200
     recover_target: str = "relative"
-    recover_epochs_after_goal: int = 0
+    recover_epochs_after_goal: int = 30
     beta: float = 0.97
     reinit_classifier: bool = False
     batch_size: int = 32

@@ -78,6 +78,9 @@ def load_records(output_dir: Path) -> list[dict]:
 
 def results_table(records: list[dict]) -> pd.DataFrame:
     table = pd.DataFrame(records)
+    for column in table.columns:  # nested values (seam_config) as JSON text, not Python reprs
+        if table[column].map(lambda v: isinstance(v, dict | list)).any():
+            table[column] = table[column].map(lambda v: json.dumps(v) if isinstance(v, dict | list) else v)
     for column in RESULT_COLUMNS:
         if column not in table:
             table[column] = None

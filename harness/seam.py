@@ -81,6 +81,19 @@ def seam(task: Task, config: SeamConfig) -> SeamResult:
     def defender_accuracy() -> float:
         return data_accuracy(model, data, task.forward)
 
+    def one_epoch(optimizer: torch.optim.Optimizer, relabel=None) -> None:
+        train_epoch(
+            model,
+            data.inputs,
+            data.labels,
+            optimizer,
+            config.batch_size,
+            generator,
+            augment,
+            relabel,
+            task.forward,
+        )
+
     acc_orig = defender_accuracy()
     alpha = forget_alpha(k, config)
 
@@ -96,17 +109,7 @@ def seam(task: Task, config: SeamConfig) -> SeamResult:
     forget_epochs, epochs_below = 0, 0
     acc_forgotten = acc_orig
     while forget_epochs < config.forget_max_epochs and epochs_below < config.forget_epochs_below_alpha:
-        train_epoch(
-            model,
-            data.inputs,
-            data.labels,
-            optimizer,
-            config.batch_size,
-            generator,
-            augment=augment,
-            relabel=lambda y, g: random_wrong_labels(y, k, g),
-            forward=task.forward,
-        )
+        one_epoch(optimizer, relabel=lambda y, g: random_wrong_labels(y, k, g))
         forget_epochs += 1
         acc_forgotten = defender_accuracy()
         if acc_forgotten < alpha:  # counted, not reset: forgetting always ends
@@ -133,16 +136,7 @@ def seam(task: Task, config: SeamConfig) -> SeamResult:
     ):
         if acc_final >= goal:
             epochs_after_goal += 1
-        train_epoch(
-            model,
-            data.inputs,
-            data.labels,
-            optimizer,
-            config.batch_size,
-            generator,
-            augment=augment,
-            forward=task.forward,
-        )
+        one_epoch(optimizer)
         recover_epochs += 1
         acc_final = defender_accuracy()
     recovery_reached = acc_final >= goal

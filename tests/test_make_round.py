@@ -69,3 +69,17 @@ def test_same_seed_same_round(tiny_round3, tmp_path):
     assert (again / "clean_example_data" / "class_1_example_2.png").read_bytes() == (
         first / "clean_example_data" / "class_1_example_2.png"
     ).read_bytes()
+
+
+def test_default_settings_make_a_real_backdoor(tmp_path):
+    """One model at the generator's defaults (a poisoned resnet18), re-measured through the adapter."""
+    from adapters import load_task
+    from harness.pipeline import evaluate
+
+    model_dir = make_round(ImageRoundSpec(round=3, num_models=1, seed=0), tmp_path)[0]
+    task = load_task(model_dir)
+    assert task.info["poisoned"] and task.info["model_architecture"] == "resnet18"
+    measured = evaluate(task.model, task)
+    assert measured["acc"] >= 0.9 and measured["asr"] >= 0.9
+    stats = json.loads((model_dir / "model_stats.json").read_text())
+    assert abs(stats["final_triggered_data_test_acc"] - 100 * measured["asr"]) < 1e-6

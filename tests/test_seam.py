@@ -96,7 +96,10 @@ def test_forgetting_runs_the_required_epochs_below_alpha_then_recovers():
 
 def test_forgetting_stops_at_its_epoch_cap_and_says_so():
     task = cluster_task()
-    result = seam(task, SeamConfig(forget_lr=0.0, forget_max_epochs=3, recover_lr=0.0, augment=False))
+    config = SeamConfig(
+        forget_lr=0.0, forget_max_epochs=3, recover_lr=0.0, recover_epochs_after_goal=0, augment=False
+    )
+    result = seam(task, config)
     assert result.forget_epochs == 3 and not result.forget_reached
     # nothing was forgotten, so the recovery target holds at once
     assert result.recover_epochs == 0 and result.recovery_reached
@@ -134,7 +137,13 @@ def test_same_seed_same_result():
 
 def test_recovery_can_run_a_fixed_number_of_epochs_past_its_goal():
     task = cluster_task()
-    base = SeamConfig(forget_lr=1e-2, forget_epochs_below_alpha=2, recover_lr=1e-2, augment=False)
+    base = SeamConfig(
+        forget_lr=1e-2,
+        forget_epochs_below_alpha=2,
+        recover_lr=1e-2,
+        recover_epochs_after_goal=0,
+        augment=False,
+    )
     bare = seam(task, base)
     longer = seam(task, SeamConfig(**{**base.__dict__, "recover_epochs_after_goal": 5}))
     assert longer.recover_epochs == bare.recover_epochs + 5
