@@ -169,35 +169,91 @@ def build_model(architecture: str, num_classes: int) -> torch.nn.Module:
     return getattr(torchvision.models, architecture)(num_classes=num_classes)
 
 
-def train_and_verify(spec: ImageRoundSpec, plan: dict, data: dict, seed: int) -> tuple[torch.nn.Module, dict]:
+def clean_probe(num_classes: int) -> torch.nn.Module:
+    """A small CNN trained on clean data only: what a model with no backdoor does with triggered inputs."""
+    layers: list[torch.nn.Module] = []
+    for c_in, c_out in ((3, 16), (16, 32), (32, 64)):
+        layers += [torch.nn.Conv2d(c_in, c_out, 3, padding=1), torch.nn.BatchNorm2d(c_out), torch.nn.ReLU()]
+        layers += [torch.nn.MaxPool2d(2)]
+    return torch.nn.Sequential(
+        *layers, torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(64, num_classes)
+    )
+
+
+def fit(
+    model: torch.nn.Module,
+    images: np.ndarray,
+    labels: np.ndarray,
+    spec: ImageRoundSpec,
+    epochs: int,
+    seed: int,
+):
+    """Train from scratch with augmentation (random crops, colour jitter), AdamW and a one-cycle schedule."""
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    model = build_model(plan["architecture"], spec.num_classes)
-    inputs = torch.from_numpy(data["train_images"]).permute(0, 3, 1, 2).float().div(255.0)
-    labels = torch.from_numpy(data["train_labels"]).long()
+    inputs = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255.0)
+    targets = torch.from_numpy(labels).long()
     optimizer = torch.optim.AdamW(model.parameters(), lr=spec.learning_rate, weight_decay=1e-4)
-    steps = math.ceil(len(labels) / spec.batch_size) * spec.epochs
+    steps = math.ceil(len(targets) / spec.batch_size) * epochs
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=spec.learning_rate, total_steps=steps)
     augment = training_augment(inputs, spec.cnn_img_size_pixels)
-    start = time.perf_counter()
-
-    for _ in range(spec.epochs):
+    for _ in range(epochs):
         train_epoch(
-            model, inputs, labels, optimizer, spec.batch_size, generator, augment=augment, scheduler=schedule
+            model, inputs, targets, optimizer, spec.batch_size, generator, augment=augment, scheduler=schedule
         )
-    train_seconds = time.perf_counter() - start
+    return model.eval()
+
+
+def triggered_asr(model: torch.nn.Module, triggered: tuple, crop: int) -> float:
+    images, labels, targets, _ = triggered
+    predictions = predict(model, to_float(images, crop))
+    return attack_success_rate(predictions, torch.from_numpy(labels), torch.from_numpy(targets))
+
+
+def train_and_verify(spec: ImageRoundSpec, plan: dict, data: dict, seed: int) -> tuple[torch.nn.Module, dict]:
+    start = time.perf_counter()
+    model = fit(
+        build_model(plan["architecture"], spec.num_classes),
+        data["train_images"],
+        data["train_labels"],
+        spec,
+        spec.epochs,
+        seed,
+    )
     crop = spec.cnn_img_size_pixels
     acc = accuracy(predict(model, to_float(data["test_images"], crop)), torch.from_numpy(data["test_labels"]))
-    stats = {"clean_test_acc": acc, "train_seconds": train_seconds, "seed": seed}
+    stats = {"clean_test_acc": acc, "train_seconds": time.perf_counter() - start, "seed": seed}
     if plan["poisoned"]:
-        predictions = predict(model, to_float(data["test_triggered"], crop))
-        stats["triggered_test_asr"] = attack_success_rate(
-            predictions,
-            torch.from_numpy(data["test_triggered_labels"]),
-            torch.from_numpy(data["test_triggered_targets"]),
-        )
-    model.eval()
+        stats["triggered_test_asr"] = triggered_asr(model, data["test_triggered"], crop)
     return model, stats
+
+
+def draw_unnatural_triggers(
+    spec: ImageRoundSpec, plan: dict, foregrounds: list, clean_train: tuple, rng: np.random.Generator
+) -> tuple[list[Trigger], tuple, list[dict]]:
+    """Draw triggers whose effect a clean model does not already have.
+
+    A trigger can be "natural": e.g. an amber filter on a white sign makes it look like the yellow
+    target sign to any model, poisoned or not. Such an ASR is not a backdoor, and no defense could
+    remove it. A small CNN trained on the clean data measures it; triggers are redrawn until its ASR
+    on the triggered test data is at most max_natural_asr.
+    """
+    probe = fit(clean_probe(spec.num_classes), *clean_train, spec, spec.probe_epochs, spec.seed)
+    draws = []
+    for _ in range(spec.max_trigger_draws):
+        triggers = draw_triggers(spec, plan["kind"], rng)
+        # triggered evaluation data only for sources that differ from the target (the ASR population)
+        attack = [dataclasses.replace(t, sources=[s for s in t.sources if s != t.target]) for t in triggers]
+        test_triggered = make_triggered(foregrounds, spec, rng, attack, spec.test_images_per_class)
+        natural = triggered_asr(probe, test_triggered, spec.cnn_img_size_pixels)
+        draws.append({"sources": [t.sources for t in triggers], "targets": [t.target for t in triggers],
+                      "clean_probe_asr": natural})  # fmt: skip
+        if natural <= spec.max_natural_asr:
+            return triggers, test_triggered, draws
+    raise RuntimeError(
+        f"{plan['model_id']}: a model trained on clean data already falls for each of the"
+        f" {spec.max_trigger_draws} {plan['kind']} triggers drawn (ASR > {spec.max_natural_asr}): {draws}"
+    )
 
 
 def save_png(pixels: np.ndarray, path: Path) -> None:
@@ -285,29 +341,21 @@ def make_model(spec: ImageRoundSpec, index: int, round_dir: Path, threads: int =
     final_dir = round_dir / plan["model_id"]
     rng = np.random.default_rng([spec.seed, index])
     foregrounds = image_synth.make_foregrounds(spec.num_classes, rng)
-    triggers = draw_triggers(spec, plan["kind"], rng) if plan["poisoned"] else []
-
     data = {}
-    data["train_images"], data["train_labels"] = make_images(
-        foregrounds, spec, rng, spec.train_images_per_class
-    )
-    if triggers:
+    clean_train = make_images(foregrounds, spec, rng, spec.train_images_per_class)
+    data["test_images"], data["test_labels"] = make_images(foregrounds, spec, rng, spec.test_images_per_class)
+    examples, example_labels = make_images(foregrounds, spec, rng, spec.clean_examples_per_class)
+    data["train_images"], data["train_labels"] = clean_train
+    triggers, draws = [], []
+    if plan["poisoned"]:
+        triggers, data["test_triggered"], draws = draw_unnatural_triggers(
+            spec, plan, foregrounds, clean_train, rng
+        )
         n_poison = int(round(spec.triggered_fraction * spec.train_images_per_class))
         images, _, targets, _ = make_triggered(foregrounds, spec, rng, triggers, n_poison)
         data["train_images"] = np.concatenate([data["train_images"], images])
         data["train_labels"] = np.concatenate([data["train_labels"], targets])
-    data["test_images"], data["test_labels"] = make_images(foregrounds, spec, rng, spec.test_images_per_class)
-    examples, example_labels = make_images(foregrounds, spec, rng, spec.clean_examples_per_class)
-    if triggers:
-        # triggered evaluation data only for sources that differ from the target (the ASR population)
         attack = [dataclasses.replace(t, sources=[s for s in t.sources if s != t.target]) for t in triggers]
-        test_t = make_triggered(foregrounds, spec, rng, attack, spec.test_images_per_class)
-        (
-            data["test_triggered"],
-            data["test_triggered_labels"],
-            data["test_triggered_targets"],
-            test_numbers,
-        ) = test_t
         example_t = make_triggered(foregrounds, spec, rng, attack, spec.clean_examples_per_class)
 
     attempts = []
@@ -346,13 +394,8 @@ def make_model(spec: ImageRoundSpec, index: int, round_dir: Path, threads: int =
         write_examples(
             work_dir / "poisoned_example_data", example_t[0], example_t[1], example_t[3], spec.round
         )
-        write_examples(
-            work_dir / "poisoned_test_data",
-            data["test_triggered"],
-            data["test_triggered_labels"],
-            test_numbers,
-            spec.round,
-        )
+        test_images, test_labels, _, test_numbers = data["test_triggered"]
+        write_examples(work_dir / "poisoned_test_data", test_images, test_labels, test_numbers, spec.round)
     final = attempts[-1]
     model_stats = {
         "name": plan["model_id"],

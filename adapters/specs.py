@@ -28,3 +28,6 @@ class ImageRoundSpec:
     min_acc: float = 0.9
     min_asr: float = 0.9
     max_attempts: int = 3
+    max_natural_asr: float = 0.2
+    probe_epochs: int = 8
+    max_trigger_draws: int = 10

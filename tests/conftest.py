@@ -12,8 +12,8 @@ from adapters.specs import ImageRoundSpec
 
 torch.set_num_threads(2)  # CI machines have 2 cores; deliberate, so timings are comparable
 
-# Small enough to make in seconds. Verification thresholds are off because 3 epochs on 60 images per
-# class do not make a dependable backdoor; the generator's verification is tested on its own.
+# Small enough to make in seconds. Verification thresholds and the natural-trigger check are off:
+# 2 epochs on 40 images per class make no dependable model; the generator's checks are tested on their own.
 TINY = dict(
     num_models=3,
     num_classes=3,
@@ -27,6 +27,8 @@ TINY = dict(
     min_acc=0.0,
     min_asr=0.0,
     max_attempts=1,
+    max_natural_asr=1.0,
+    probe_epochs=1,
 )
 
 # SEAM capped to a few epochs: the tests check behaviour, not quality.

@@ -62,6 +62,12 @@ def test_a_model_that_misses_its_targets_fails_loudly(tmp_path):
     assert not list(tmp_path.glob("id-*")), "nothing half-made is left as a model folder"
 
 
+def test_triggers_a_clean_model_already_falls_for_are_refused(tmp_path):
+    spec = ImageRoundSpec(**{**TINY, "num_models": 1, "max_natural_asr": -1.0, "max_trigger_draws": 2})
+    with pytest.raises(RuntimeError, match="trained on clean data already falls for each of the 2"):
+        make_round(spec, tmp_path)
+
+
 def test_same_seed_same_round(tiny_round3, tmp_path):
     again = make_round(ImageRoundSpec(round=3, seed=1, **{**TINY, "num_models": 1}), tmp_path)[0]
     first = tiny_round3 / "id-00000000"
@@ -83,3 +89,5 @@ def test_default_settings_make_a_real_backdoor(tmp_path):
     assert measured["acc"] >= 0.9 and measured["asr"] >= 0.9
     stats = json.loads((model_dir / "model_stats.json").read_text())
     assert abs(stats["final_triggered_data_test_acc"] - 100 * measured["asr"]) < 1e-6
+    # the backdoor comes from the poisoning: a clean model does not fall for the trigger
+    assert stats["verification"]["trigger_draws"][-1]["clean_probe_asr"] <= 0.2
