@@ -407,6 +407,8 @@ def make_model(spec: ImageRoundSpec, index: int, round_dir: Path, threads: int =
             "min_asr": spec.min_asr,
             "attempts": attempts,
             "passed": True,
+            "max_natural_asr": spec.max_natural_asr,
+            "trigger_draws": draws,
         },
     }
     (work_dir / "model_stats.json").write_text(json.dumps(model_stats, indent=2))
