@@ -1,8 +1,8 @@
 """Adapters: one module per round type, each behind the same small protocol.
 
 An adapter module provides `ROUNDS`, `recognises(config) -> bool`, `round_number(config) -> int` and
-`load_task(model_dir, holdout_fraction, holdout_seed) -> Task`. This package picks the adapter from a
-model folder's config.json.
+`load_task(model_dir, holdout_fraction, holdout_seed, model_file, examples_dir) -> Task`. This package
+picks the adapter from a model folder's config.json.
 """
 
 from __future__ import annotations
@@ -24,18 +24,30 @@ def adapter_for(config: dict, model_dir: Path) -> ModuleType:
     raise RoundFormatError(f"{model_dir}: config.json does not look like any supported round (3-4)")
 
 
-def load_task(model_dir: Path, holdout_fraction: float = 0.5, holdout_seed: int = 0) -> Task:
+def load_task(
+    model_dir: Path,
+    holdout_fraction: float = 0.5,
+    holdout_seed: int = 0,
+    model_file: Path | None = None,
+    examples_dir: Path | None = None,
+) -> Task:
     """The Task for one model folder, whatever its round type."""
     config = read_config(model_dir)
-    return adapter_for(config, model_dir).load_task(model_dir, holdout_fraction, holdout_seed)
+    adapter = adapter_for(config, model_dir)
+    return adapter.load_task(model_dir, holdout_fraction, holdout_seed, model_file, examples_dir)
+
+
+def model_round(model_dir: Path) -> int:
+    """The round number of one model folder, from its config.json."""
+    config = read_config(model_dir)
+    return adapter_for(config, model_dir).round_number(config)
 
 
 def detect_round(round_dir: Path) -> int:
     """The round number, from the first model folder whose config.json can be read."""
     for model_dir in discover_models(round_dir):
         try:
-            config = read_config(model_dir)
+            return model_round(model_dir)
         except RoundFormatError:
             continue
-        return adapter_for(config, model_dir).round_number(config)
     raise RoundFormatError(f"{round_dir}: no model folder has a readable config.json")

@@ -125,15 +125,25 @@ def augment_batch(images: torch.Tensor, generator: torch.Generator, max_shift: i
     return (shifted * scale).clamp(0.0, 1.0)
 
 
-def load_task(model_dir: Path, holdout_fraction: float = 0.5, holdout_seed: int = 0) -> Task:
-    """Build the Task for one model folder (see README, "Evaluation protocol")."""
+def load_task(
+    model_dir: Path,
+    holdout_fraction: float = 0.5,
+    holdout_seed: int = 0,
+    model_file: Path | None = None,
+    examples_dir: Path | None = None,
+) -> Task:
+    """Build the Task for one model folder (see README, "Evaluation protocol").
+
+    `model_file` and `examples_dir` override `model_dir/model.pt` and its example folder (the
+    per-model entrypoint names them by flag).
+    """
     model_dir = Path(model_dir)
     config = read_config(model_dir)
     size = int(config.get("cnn_img_size_pixels") or 224)
     num_classes = int(config["number_classes"]) if "number_classes" in config else None
-    model = load_model(model_dir / "model.pt")
+    model = load_model(model_file or model_dir / "model.pt")
     targets = trigger_targets(config)
-    clean = read_clean_examples(example_folder(model_dir), size)
+    clean = read_clean_examples(Path(examples_dir) if examples_dir else example_folder(model_dir), size)
     if (model_dir / "clean_test_data").is_dir():
         defender = clean
         eval_clean = read_clean_examples(model_dir / "clean_test_data", size)
@@ -144,9 +154,8 @@ def load_task(model_dir: Path, holdout_fraction: float = 0.5, holdout_seed: int 
         defender = LabelledData(clean.inputs[kept], clean.labels[kept], [clean.names[i] for i in kept])
         eval_clean = LabelledData(clean.inputs[held], clean.labels[held], [clean.names[i] for i in held])
         eval_triggered = read_triggered_examples(model_dir / "poisoned_example_data", size, targets)
-        eval_data = (
-            f"clean_example_holdout(fraction={holdout_fraction},seed={holdout_seed})+poisoned_example_data"
-        )
+        eval_data = f"clean_example_holdout(fraction={holdout_fraction},seed={holdout_seed})"
+        eval_data += "+poisoned_example_data" if eval_triggered is not None else ""
     if num_classes is None:
         num_classes = int(clean.labels.max()) + 1
     poisoned = read_poisoned_flag(model_dir, config)

@@ -58,6 +58,42 @@ def run_command(
     print_summary(summary, output_dir)
 
 
+def model_command(
+    model_filepath: Path,
+    result_filepath: Path,
+    scratch_dirpath: Path,
+    examples_dirpath: Path,
+    output_dirpath: Path | None,
+    seam: SeamConfig,
+    eval: EvalConfig,
+) -> None:
+    """One model, TrojAI container style: config.json beside the model, examples where the flag says."""
+    import json
+
+    from harness.pipeline import process_model
+    from harness.records import write_json
+
+    scratch_dirpath.mkdir(parents=True, exist_ok=True)
+    output_dirpath = output_dirpath or scratch_dirpath / "mitigated"
+    record = process_model(
+        model_filepath.parent, seam, eval, output_dirpath / "model.pt", model_filepath, examples_dirpath
+    )
+    write_json(result_filepath, record)
+    shown = (
+        "model_id",
+        "status",
+        "acc_before",
+        "acc_after",
+        "asr_before",
+        "asr_after",
+        "fidelity",
+        "saved_model",
+    )
+    print(json.dumps({key: record.get(key) for key in shown}))
+    if record["status"] == "error":
+        raise UserError(record["error"])
+
+
 def aggregate_command(output_dir: Path) -> None:
     from harness.records import aggregate
 
@@ -119,28 +155,96 @@ def build_parser() -> ArgumentParser:
     run.add_class_arguments(EvalConfig, "eval")
     commands.add_subcommand("run", run)
 
+    model = ArgumentParser(
+        description="SEAM on one model, TrojAI rounds 3-7 container flags (unknown flags are ignored)."
+    )
+    model.add_argument("--config", action=ActionConfigFile, help="Round YAML (default: the model's round).")
+    model.add_argument(
+        "--model_filepath", type=Path, default=Path("./model.pt"), help="The model; config.json beside it."
+    )
+    model.add_argument(
+        "--result_filepath", type=Path, default=Path("./output"), help="The model's JSON record."
+    )
+    model.add_argument("--scratch_dirpath", type=Path, default=Path("./scratch"), help="Working space.")
+    model.add_argument(
+        "--examples_dirpath", type=Path, default=Path("./example"), help="Clean example images."
+    )
+    model.add_argument(
+        "--output_dirpath",
+        type=Path | None,
+        default=None,
+        help="Mitigated model.pt goes here (default: scratch/mitigated).",
+    )
+    model.add_argument(
+        "--tokenizer_filepath", type=Path | None, default=None, help="Text rounds (accepted, not used yet)."
+    )
+    model.add_argument(
+        "--embedding_filepath", type=Path | None, default=None, help="Text rounds (accepted, not used yet)."
+    )
+    model.add_argument(
+        "--cls_token_is_first", action="store_true", help="A switch without a value (text rounds)."
+    )
+    model.add_class_arguments(SeamConfig, "seam")
+    model.add_class_arguments(EvalConfig, "eval")
+    commands.add_subcommand("model", model)
+
     aggregate = ArgumentParser(description="Rebuild results.csv and summary.csv from O/records/.")
     aggregate.add_argument("--output_dir", type=Path, required=True)
     commands.add_subcommand("aggregate", aggregate)
     return parser
 
 
+def flag_value(argv: list[str], name: str) -> str | None:
+    """The value of `--name value` or `--name=value` in argv, if present."""
+    for i, arg in enumerate(argv):
+        if arg == name and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
 def with_round_config(argv: list[str]) -> list[str]:
-    """For `run` without --config, put the detected round's YAML first, so explicit flags override it."""
-    if not argv or argv[0] != "run" or any(a == "--config" or a.startswith("--config=") for a in argv):
+    """For `run` and `model` without --config, put the round's YAML first, so explicit flags override it."""
+    if not argv or argv[0] not in ("run", "model") or flag_value(argv, "--config") is not None:
         return argv
-    round_dir = next((argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--round_dir"), None)
-    round_dir = round_dir or next((a.split("=", 1)[1] for a in argv if a.startswith("--round_dir=")), None)
-    if round_dir is None:
+    if "-h" in argv or "--help" in argv:
         return argv
-    from adapters import detect_round
+    from adapters import detect_round, model_round
     from adapters.common import RoundFormatError
 
     try:
-        path = round_config_path(detect_round(Path(round_dir)))
+        if argv[0] == "run":
+            round_dir = flag_value(argv, "--round_dir")
+            round_number = detect_round(Path(round_dir)) if round_dir else None
+        else:
+            round_number = model_round(Path(flag_value(argv, "--model_filepath") or "./model.pt").parent)
     except RoundFormatError as error:
-        raise UserError(str(error)) from None
-    return ["run", "--config", str(path), *argv[1:]] if path.is_file() else argv
+        if argv[0] == "run":
+            raise UserError(str(error)) from None
+        return argv  # `model` still runs and writes an error record naming the problem
+    path = round_config_path(round_number) if round_number else None
+    return [argv[0], "--config", str(path), *argv[1:]] if path and path.is_file() else argv
+
+
+def without_unknown_flags(argv: list[str], parser: ArgumentParser) -> list[str]:
+    """For `model`: drop (with a warning) flags it does not know; NIST passes round-specific ones."""
+    if not argv or argv[0] != "model":
+        return argv
+    model_parser = parser._subcommands_action.choices["model"]  # noqa: SLF001
+    known = {flag for action in model_parser._actions for flag in action.option_strings}  # noqa: SLF001
+    kept, i = [argv[0]], 1
+    while i < len(argv):
+        arg = argv[i]
+        name = arg.split("=", 1)[0]
+        if arg.startswith("--") and name not in known:
+            takes_value = "=" not in arg and i + 1 < len(argv) and not argv[i + 1].startswith("--")
+            print(f"seam-harness model: warning: ignoring unknown flag {arg}", file=sys.stderr)
+            i += 2 if takes_value else 1
+            continue
+        kept.append(arg)
+        i += 1
+    return kept
 
 
 def dispatch(args: Namespace) -> None:
@@ -163,6 +267,16 @@ def dispatch(args: Namespace) -> None:
             options.shard_index,
             options.num_shards,
         )
+    elif command == "model":
+        model_command(
+            Path(options.model_filepath),
+            Path(options.result_filepath),
+            Path(options.scratch_dirpath),
+            Path(options.examples_dirpath),
+            Path(options.output_dirpath) if options.output_dirpath else None,
+            SeamConfig(**options.seam),
+            EvalConfig(**options.eval),
+        )
     elif command == "aggregate":
         aggregate_command(Path(options.output_dir))
 
@@ -170,7 +284,8 @@ def dispatch(args: Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = build_parser().parse_args(with_round_config(argv))
+        parser = build_parser()
+        args = parser.parse_args(without_unknown_flags(with_round_config(argv), parser))
         dispatch(args)
     except UserError as error:
         sys.exit(f"seam-harness: error: {error}")

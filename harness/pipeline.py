@@ -51,12 +51,16 @@ def process_model(
     seam_config: SeamConfig,
     eval_config: EvalConfig,
     save_path: Path | None = None,
+    model_file: Path | None = None,
+    examples_dir: Path | None = None,
 ) -> dict:
     """Mitigate one model with SEAM and return its record (an error record if anything fails)."""
     model_dir = Path(model_dir)
     started = time.perf_counter()
     try:
-        task = adapters.load_task(model_dir, eval_config.holdout_fraction, eval_config.holdout_seed)
+        task = adapters.load_task(
+            model_dir, eval_config.holdout_fraction, eval_config.holdout_seed, model_file, examples_dir
+        )
         load_seconds = time.perf_counter() - started
 
         eval_start = time.perf_counter()

@@ -39,8 +39,12 @@ def _json_safe(value: object) -> object:
 
 
 def write_record(output_dir: Path, record: dict) -> Path:
+    return write_json(record_path(output_dir, record["model_id"]), record)
+
+
+def write_json(path: Path, record: dict) -> Path:
     """Write atomically (temp file + rename), so a crash leaves the old record or the new one, never half."""
-    path = record_path(output_dir, record["model_id"])
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
     try:

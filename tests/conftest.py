@@ -33,12 +33,8 @@ TINY = dict(
 
 # SEAM capped to a few epochs: the tests check behaviour, not quality.
 FAST_SEAM = [
-    "--seam.forget_max_epochs",
-    "3",
-    "--seam.recover_max_epochs",
-    "3",
-    "--seam.forget_epochs_below_alpha",
-    "1",
+    *("--seam.forget_max_epochs", "3", "--seam.forget_epochs_below_alpha", "1"),
+    *("--seam.recover_max_epochs", "3", "--seam.recover_epochs_after_goal", "0"),
 ]
 
 

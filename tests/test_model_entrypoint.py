@@ -1,0 +1,65 @@
+"""`seam-harness model`: one model, the TrojAI container way, on the NIST test server's folder shape."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import FAST_SEAM
+
+from adapters.common import discover_models
+from harness.config import EvalConfig, SeamConfig
+from harness.model_io import load_model
+from harness.pipeline import process_model
+
+CLI = str(Path(sys.executable).parent / "seam-harness")
+
+
+def server_folder(source: Path, destination: Path) -> Path:
+    """A model folder reduced to model.pt + config.json + example_data/, as the test server held it."""
+    destination.mkdir(parents=True)
+    for name in ("model.pt", "config.json"):
+        shutil.copy(source / name, destination / name)
+    shutil.copytree(source / "clean_example_data", destination / "example_data")
+    return destination
+
+
+def model_command(folder: Path, tmp_path: Path, *extra) -> tuple[subprocess.CompletedProcess, Path]:
+    result_file = tmp_path / "result.json"
+    command = [
+        CLI, "model", "--model_filepath", folder / "model.pt", "--result_filepath", result_file,
+        "--scratch_dirpath", tmp_path / "scratch", "--examples_dirpath", folder / "example_data", *extra,
+    ]  # fmt: skip
+    return subprocess.run(list(map(str, command)), capture_output=True, text=True), result_file
+
+
+def test_model_entrypoint_on_a_server_shaped_folder(tiny_round3, tmp_path):
+    folder = server_folder(discover_models(tiny_round3)[0], tmp_path / "active")
+    unknown = ["--cls_token_is_first", "--round_training_dataset_dirpath", "/nowhere", "--configure_mode"]
+    completed, result_file = model_command(folder, tmp_path, *unknown, *FAST_SEAM)
+    assert completed.returncode == 0, completed.stderr
+    assert "ignoring unknown flag --round_training_dataset_dirpath" in completed.stderr
+    assert "ignoring unknown flag --configure_mode" in completed.stderr
+    record = json.loads(result_file.read_text())
+    assert record["model_id"] == "active" and record["round"] == 3
+    assert record["eval_data"] == "clean_example_holdout(fraction=0.5,seed=0)"
+    if record["status"] == "ok":
+        assert load_model(tmp_path / "scratch" / "mitigated" / "model.pt") is not None
+
+    # the batch path's function on the same model with the same seed gives the same numbers
+    seam = SeamConfig(
+        forget_max_epochs=3, forget_epochs_below_alpha=1, recover_max_epochs=3, recover_epochs_after_goal=0
+    )
+    batch = process_model(folder, seam, EvalConfig())
+    for key in ("acc_before", "acc_after", "forget_epochs", "recover_epochs", "status"):
+        assert batch[key] == record[key], key
+
+
+def test_model_entrypoint_reports_a_bad_model_clearly(tiny_round3, tmp_path):
+    folder = server_folder(discover_models(tiny_round3)[0], tmp_path / "active")
+    (folder / "model.pt").write_bytes(b"junk")
+    completed, result_file = model_command(folder, tmp_path)
+    assert completed.returncode != 0
+    assert "model.pt" in completed.stderr and "Traceback" not in completed.stderr
+    assert json.loads(result_file.read_text())["status"] == "error"
