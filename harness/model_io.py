@@ -115,6 +115,7 @@ def save_model(model: nn.Module, path: str | Path) -> None:
     model = model.to("cpu").eval()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".pt")
     os.close(fd)
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600; a saved model is meant to be read by others
     try:
         torch.save(model, tmp)
         os.replace(tmp, path)

@@ -47,6 +47,7 @@ def write_json(path: Path, record: dict) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600; records are shared (HPC groups, containers)
     try:
         with os.fdopen(fd, "w") as handle:
             json.dump(_json_safe(record), handle, indent=1, sort_keys=False)
