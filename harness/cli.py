@@ -5,6 +5,7 @@ Heavy imports (torch, adapters) happen inside the commands, so `--help` answers 
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -33,14 +34,15 @@ def run_command(
     n_jobs: int,
     save_models: bool,
     retry_errors: bool,
-    shard_index: int,
-    num_shards: int,
+    shard_index: int | None,
+    num_shards: int | None,
 ) -> None:
     from adapters import detect_round
     from harness.records import aggregate
     from harness.scheduler import run_batch
 
     round_number = detect_round(round_dir)
+    shard_index, num_shards = resolve_shard(shard_index, num_shards)
     statuses = run_batch(
         round_dir,
         output_dir,
@@ -92,6 +94,14 @@ def model_command(
     print(json.dumps({key: record.get(key) for key in shown}))
     if record["status"] == "error":
         raise UserError(record["error"])
+
+
+def resolve_shard(shard_index: int | None, num_shards: int | None) -> tuple[int, int]:
+    """Flags win; without them a Slurm array task takes its share from SLURM_ARRAY_TASK_ID / _COUNT."""
+    if num_shards is None and "SLURM_ARRAY_TASK_COUNT" in os.environ:
+        num_shards = int(os.environ["SLURM_ARRAY_TASK_COUNT"])
+        shard_index = int(os.environ["SLURM_ARRAY_TASK_ID"]) if shard_index is None else shard_index
+    return shard_index or 0, num_shards or 1
 
 
 def aggregate_command(output_dir: Path) -> None:
@@ -148,9 +158,17 @@ def build_parser() -> ArgumentParser:
         "--retry_errors", type=bool, default=False, help="Recompute models whose record is an error."
     )
     run.add_argument(
-        "--shard_index", type=int, default=0, help="Which share of the sorted models to process."
+        "--shard_index",
+        type=int | None,
+        default=None,
+        help="Share to process (default: SLURM_ARRAY_TASK_ID or 0).",
     )
-    run.add_argument("--num_shards", type=int, default=1, help="How many shares the models are split into.")
+    run.add_argument(
+        "--num_shards",
+        type=int | None,
+        default=None,
+        help="Number of shares (default: SLURM_ARRAY_TASK_COUNT or 1).",
+    )
     run.add_class_arguments(SeamConfig, "seam")
     run.add_class_arguments(EvalConfig, "eval")
     commands.add_subcommand("run", run)

@@ -164,3 +164,13 @@ def test_bad_input_gives_one_clear_line(tmp_path):
     assert "not a directory" in result.stderr and "Traceback" not in result.stderr
     result = seam_harness("aggregate", "--output_dir", tmp_path, check=False)
     assert result.returncode != 0 and "no valid records" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_shards_split_the_round_and_slurm_array_variables_pick_the_share(tiny_round3, tmp_path):
+    output_dir = tmp_path / "out"
+    run_round(tiny_round3, output_dir, "--shard_index", "1", "--num_shards", "2")
+    assert sorted(record_times(output_dir)) == ["id-00000001.json"]
+    env = {**os.environ, "SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_TASK_COUNT": "2"}
+    seam_harness("run", "--round_dir", tiny_round3, "--output_dir", output_dir, *FAST_SEAM, env=env)
+    assert sorted(record_times(output_dir)) == ["id-00000000.json", "id-00000001.json", "id-00000002.json"]
+    assert len(pd.read_csv(output_dir / "results.csv")) == 3
