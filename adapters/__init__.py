@@ -9,16 +9,23 @@ from __future__ import annotations
 
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
-from adapters import image
 from adapters.common import RoundFormatError, discover_models, read_config
-from harness.task import Task
 
-ADAPTERS: list[ModuleType] = [image]
+if TYPE_CHECKING:
+    from harness.task import Task
+
+
+def all_adapters() -> list[ModuleType]:
+    """Imported on first use: they pull in torch, which `seam-harness --help` should not wait for."""
+    from adapters import image
+
+    return [image]
 
 
 def adapter_for(config: dict, model_dir: Path) -> ModuleType:
-    for adapter in ADAPTERS:
+    for adapter in all_adapters():
         if adapter.recognises(config):
             return adapter
     raise RoundFormatError(f"{model_dir}: config.json does not look like any supported round (3-4)")

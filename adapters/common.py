@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 MODEL_ID_PATTERN = re.compile(r"^id-\d+$")
 
@@ -96,6 +99,8 @@ def holdout_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple[tor
     Each class keeps at least one example for the defender and gives at least one to evaluation
     when it has two or more.
     """
+    import torch  # here, not at the top: the CLI imports this module and must start fast
+
     rng = np.random.default_rng(seed)
     kept, held = [], []
     for c in sorted(set(labels.tolist())):
