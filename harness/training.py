@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from harness.metrics import accuracy
 from harness.task import LabelledData, plain_forward
 
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
@@ -28,8 +29,6 @@ def predict(
 
 
 def data_accuracy(model: nn.Module, data: LabelledData, forward: Forward = plain_forward) -> float:
-    from harness.metrics import accuracy
-
     return accuracy(predict(model, data.inputs, forward), data.labels)
 
 
