@@ -69,17 +69,23 @@ def read_image(path: Path, size: int) -> np.ndarray:
             pixels = np.asarray(image.convert("RGB"))
     except (UnidentifiedImageError, OSError) as error:
         raise RoundFormatError(f"{path}: unreadable image ({error})") from None
-    offset = int((pixels.shape[1] - size) / 2)
-    if offset < 0 or pixels.shape[0] < size:
+    if pixels.shape[1] < size or pixels.shape[0] < size:
         raise RoundFormatError(f"{path}: image {pixels.shape[1]}x{pixels.shape[0]} is smaller than {size}")
-    return pixels[offset : offset + size, offset : offset + size]
+    return center_crop(pixels, size)
 
 
-def to_tensor(images: list[np.ndarray]) -> torch.Tensor:
+def center_crop(pixels: np.ndarray, size: int) -> np.ndarray:
+    """Crop (..., H, W, C) to size x size at NIST's offset int((W - size) / 2), used on both axes."""
+    offset = int((pixels.shape[-2] - size) / 2)
+    return pixels[..., offset : offset + size, offset : offset + size, :]
+
+
+def to_tensor(images: list[np.ndarray] | np.ndarray) -> torch.Tensor:
     """NHWC uint8 -> NCHW float in [0, 1] (the competition's scaling: no mean/std normalisation)."""
-    if not images:
+    if len(images) == 0:
         return torch.empty(0)
-    return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div(255.0)
+    stacked = np.ascontiguousarray(images) if isinstance(images, np.ndarray) else np.stack(images)
+    return torch.from_numpy(stacked).permute(0, 3, 1, 2).float().div(255.0)
 
 
 def read_clean_examples(folder: Path, size: int) -> LabelledData:

@@ -25,6 +25,7 @@ from PIL import Image
 
 from adapters import image_synth
 from adapters.common import discover_models
+from adapters.image import center_crop, to_tensor
 from adapters.specs import ImageRoundSpec
 from harness.metrics import accuracy, attack_success_rate
 from harness.model_io import save_model
@@ -142,10 +143,8 @@ def make_triggered(
 
 
 def to_float(images: np.ndarray, crop: int) -> torch.Tensor:
-    """uint8 NHWC at img_size -> float NCHW in [0, 1]; centre crop as the competition's loader does."""
-    offset = int((images.shape[2] - crop) / 2)
-    images = images[:, offset : offset + crop, offset : offset + crop]
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div(255.0)
+    """uint8 NHWC at img_size -> float NCHW in [0, 1], centre-cropped as the competition's loader does."""
+    return to_tensor(center_crop(images, crop))
 
 
 def training_augment(full: torch.Tensor, crop: int):
@@ -191,7 +190,7 @@ def fit(
     """Train from scratch with augmentation (random crops, colour jitter), AdamW and a one-cycle schedule."""
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    inputs = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255.0)
+    inputs = to_tensor(images)
     targets = torch.from_numpy(labels).long()
     optimizer = torch.optim.AdamW(model.parameters(), lr=spec.learning_rate, weight_decay=1e-4)
     steps = math.ceil(len(targets) / spec.batch_size) * epochs
