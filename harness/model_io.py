@@ -9,14 +9,14 @@ are mapped to their current home, so pickles from the competition's torchvision 
 from __future__ import annotations
 
 import importlib
-import os
 import pickle
-import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
 import torch
 from torch import nn
+
+from harness.files import atomic_write
 
 
 class ModelLoadError(Exception):
@@ -110,15 +110,5 @@ def load_model(path: str | Path) -> nn.Module:
 
 def save_model(model: nn.Module, path: str | Path) -> None:
     """Save the whole module on CPU in eval mode (the input format), atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     model = model.to("cpu").eval()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".pt")
-    os.close(fd)
-    os.chmod(tmp, 0o644)  # mkstemp makes 0600; a saved model is meant to be read by others
-    try:
-        torch.save(model, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write(path, lambda tmp: torch.save(model, tmp))

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
+
+from harness.files import atomic_write
 
 # The results.csv contract (see README); extra record fields follow these columns.
 RESULT_COLUMNS = [
@@ -43,21 +44,15 @@ def write_record(output_dir: Path, record: dict) -> Path:
 
 
 def write_json(path: Path, record: dict) -> Path:
-    """Write atomically (temp file + rename), so a crash leaves the old record or the new one, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-    os.chmod(tmp, 0o644)  # mkstemp makes 0600; records are shared (HPC groups, containers)
-    try:
-        with os.fdopen(fd, "w") as handle:
+    """Write atomically, so a crash leaves the old record or the new one, never half."""
+
+    def dump(tmp: str) -> None:
+        with open(tmp, "w") as handle:
             json.dump(_json_safe(record), handle, indent=1, sort_keys=False)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+
+    return atomic_write(path, dump)
 
 
 def read_record(path: Path) -> dict | None:

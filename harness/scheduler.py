@@ -9,6 +9,7 @@ import torch
 
 from adapters.common import discover_models
 from harness.config import EvalConfig, SeamConfig
+from harness.files import remove_stale_temp_files
 from harness.parallel import run_parallel, threads_per_worker
 from harness.pipeline import process_model
 from harness.records import read_record, record_path, write_record
@@ -19,6 +20,10 @@ def shard(items: list, shard_index: int, num_shards: int) -> list:
     if not 0 <= shard_index < num_shards:
         raise ValueError(f"shard_index must be in [0, {num_shards}), got {shard_index}")
     return items[shard_index::num_shards]
+
+
+def saved_model_path(output_dir: Path, model_id: str) -> Path:
+    return Path(output_dir) / "models" / model_id / "model.pt"
 
 
 def needs_work(output_dir: Path, model_id: str, retry_errors: bool) -> bool:
@@ -37,7 +42,7 @@ def _worker(
     round_number: int | None,
 ) -> dict:
     torch.set_num_threads(threads)  # workers x threads <= cores, or they fight for the CPU
-    save_path = output_dir / "models" / model_dir.name / "model.pt" if save_models else None
+    save_path = saved_model_path(output_dir, model_dir.name) if save_models else None
     record = process_model(model_dir, seam_config, eval_config, save_path)
     record.setdefault("round", round_number)
     write_record(output_dir, record)
@@ -65,6 +70,9 @@ def run_batch(
     output_dir.mkdir(parents=True, exist_ok=True)
     model_dirs = shard(discover_models(round_dir), shard_index, num_shards)
     todo = [m for m in model_dirs if needs_work(output_dir, m.name, retry_errors)]
+    for model_dir in todo:  # this shard owns these models, so their leftovers are safe to delete
+        remove_stale_temp_files(record_path(output_dir, model_dir.name))
+        remove_stale_temp_files(saved_model_path(output_dir, model_dir.name))
     statuses: Counter = Counter({"skipped (already done)": len(model_dirs) - len(todo)})
     if not todo:
         return statuses

@@ -35,7 +35,7 @@ def run_round(round_dir, output_dir, *extra, check=True):
 
 
 def record_times(output_dir: Path) -> dict:
-    return {p.name: p.stat().st_mtime_ns for p in (output_dir / "records").glob("*.json")}
+    return {p.name: p.stat().st_mtime_ns for p in (output_dir / "records").glob("id-*.json")}
 
 
 @pytest.fixture(scope="module")
@@ -128,12 +128,15 @@ def test_sigkill_then_rerun_loses_and_repeats_nothing(tiny_round3, tmp_path):
         start_new_session=True,
     )
     deadline = time.time() + 120
-    while time.time() < deadline and not list((output_dir / "records").glob("*.json")):
+    while time.time() < deadline and not list((output_dir / "records").glob("id-*.json")):
         time.sleep(0.05)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     finished = record_times(output_dir)
     assert 1 <= len(finished) < 3, "the kill should land after the first model and before the last"
+    unfinished = next(p.name for p in discover_models(tiny_round3) if f"{p.name}.json" not in finished)
+    # what a writer killed mid-write leaves behind (the kill above may or may not have made one)
+    (output_dir / "records" / f".tmp-{unfinished}.json-killed").write_text('{"model_id": "id-')
     run_round(tiny_round3, output_dir, *slow)
     after = record_times(output_dir)
     assert {k: after[k] for k in finished} == finished  # nothing finished was recomputed
