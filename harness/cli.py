@@ -13,6 +13,7 @@ from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 
 from adapters.specs import ImageRoundSpec
 from harness.config import EvalConfig, SeamConfig, round_config_path
+from harness.slurm import SlurmOptions
 
 
 class UserError(Exception):
@@ -36,6 +37,7 @@ def run_command(
     retry_errors: bool,
     shard_index: int | None,
     num_shards: int | None,
+    aggregate_tables: bool = True,
 ) -> None:
     from adapters import detect_round
     from harness.records import aggregate
@@ -56,8 +58,8 @@ def run_command(
         round_number,
     )
     print("done: " + ", ".join(f"{count} {status}" for status, count in sorted(statuses.items()) if count))
-    summary = aggregate(output_dir)
-    print_summary(summary, output_dir)
+    if aggregate_tables:
+        print_summary(aggregate(output_dir), output_dir)
 
 
 def model_command(
@@ -97,11 +99,29 @@ def model_command(
 
 
 def resolve_shard(shard_index: int | None, num_shards: int | None) -> tuple[int, int]:
-    """Flags win; without them a Slurm array task takes its share from SLURM_ARRAY_TASK_ID / _COUNT."""
+    """Flags win; a missing one is taken from SLURM_ARRAY_TASK_ID / SLURM_ARRAY_TASK_COUNT when set."""
     if num_shards is None and "SLURM_ARRAY_TASK_COUNT" in os.environ:
         num_shards = int(os.environ["SLURM_ARRAY_TASK_COUNT"])
-        shard_index = int(os.environ["SLURM_ARRAY_TASK_ID"]) if shard_index is None else shard_index
+    if shard_index is None and num_shards is not None and "SLURM_ARRAY_TASK_ID" in os.environ:
+        shard_index = int(os.environ["SLURM_ARRAY_TASK_ID"])
     return shard_index or 0, num_shards or 1
+
+
+def slurm_command(round_dir: Path, output_dir: Path, options: SlurmOptions, submit_jobs: bool) -> None:
+    from harness.slurm import submit, submit_commands, write_scripts
+
+    if not Path(round_dir).is_dir():
+        raise UserError(f"{round_dir}: no such round directory")
+    array_path, aggregate_path = write_scripts(options, round_dir, output_dir)
+    print(f"wrote {array_path}\nwrote {aggregate_path}")
+    if not submit_jobs:
+        print("submit with:\n" + submit_commands(array_path, aggregate_path))
+        return
+    try:
+        array_id, aggregate_id = submit(array_path, aggregate_path)
+    except RuntimeError as error:
+        raise UserError(str(error)) from None
+    print(f"submitted array job {array_id} ({options.num_shards} tasks) and aggregation job {aggregate_id}")
 
 
 def aggregate_command(output_dir: Path) -> None:
@@ -169,9 +189,21 @@ def build_parser() -> ArgumentParser:
         default=None,
         help="Number of shares (default: SLURM_ARRAY_TASK_COUNT or 1).",
     )
+    run.add_argument(
+        "--aggregate", type=bool, default=True, help="Rebuild the tables at the end (shards: false)."
+    )
     run.add_class_arguments(SeamConfig, "seam")
     run.add_class_arguments(EvalConfig, "eval")
     commands.add_subcommand("run", run)
+
+    slurm = ArgumentParser(
+        description="Write (with --submit: submit) a Slurm array job over a round and an aggregation job."
+    )
+    slurm.add_argument("--round_dir", type=Path, required=True, help="The round, as for `run`.")
+    slurm.add_argument("--output_dir", type=Path, required=True, help="As for `run`; scripts and logs too.")
+    slurm.add_class_arguments(SlurmOptions, nested_key=None)
+    slurm.add_argument("--submit", action="store_true", help="Submit with sbatch and print the job ids.")
+    commands.add_subcommand("slurm", slurm)
 
     model = ArgumentParser(
         description="SEAM on one model, TrojAI rounds 3-7 container flags (unknown flags are ignored)."
@@ -284,7 +316,12 @@ def dispatch(args: Namespace) -> None:
             options.retry_errors,
             options.shard_index,
             options.num_shards,
+            options.aggregate,
         )
+    elif command == "slurm":
+        fields = SlurmOptions.__dataclass_fields__
+        slurm_options = SlurmOptions(**{k: v for k, v in options.items() if k in fields})
+        slurm_command(Path(options.round_dir), Path(options.output_dir), slurm_options, options.submit)
     elif command == "model":
         model_command(
             Path(options.model_filepath),

@@ -147,7 +147,8 @@ def aggregate(output_dir: Path) -> pd.DataFrame:
     if not records:
         raise FileNotFoundError(f"{records_dir(output_dir)}: no valid records to aggregate")
     results = results_table(records)
-    results.to_csv(output_dir / "results.csv", index=False)
     summary = summary_table(results)
-    summary.to_csv(output_dir / "summary.csv", index=False)
+    # atomic, because shards or a rerun may rebuild the tables while someone reads them
+    atomic_write(output_dir / "results.csv", lambda tmp: results.to_csv(tmp, index=False))
+    atomic_write(output_dir / "summary.csv", lambda tmp: summary.to_csv(tmp, index=False))
     return summary
