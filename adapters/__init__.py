@@ -44,6 +44,15 @@ def load_task(
     return adapter.load_task(model_dir, holdout_fraction, holdout_seed, model_file, examples_dir)
 
 
+def mitigation_adapter(model_file: Path) -> ModuleType:
+    """The adapter for the 2024 mitigation API (image rounds): config.json must sit beside the model."""
+    model_dir = Path(model_file).parent
+    adapter = adapter_for(read_config(model_dir), model_dir)
+    if not hasattr(adapter, "load_mitigation_task"):
+        raise RoundFormatError(f"{model_dir}: the mitigation API supports image rounds only")
+    return adapter
+
+
 def model_round(model_dir: Path) -> int:
     """The round number of one model folder, from its config.json."""
     config = read_config(model_dir)

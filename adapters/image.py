@@ -7,6 +7,7 @@ list of one-to-one source_class -> target_class entries. Keys are read case-inse
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from adapters.common import (
     RoundFormatError,
     example_folder,
     holdout_split,
+    lower_keys,
     missing,
     read_config,
     read_poisoned_flag,
@@ -98,6 +100,36 @@ def read_clean_examples(folder: Path, size: int) -> LabelledData:
     )
 
 
+def read_dataset_images(folder: Path, size: int, labelled: bool) -> LabelledData:
+    """A mitigation-API dataset folder: competition names (class_<c>_example_<n>.png) or the 2024 round's
+    N.png + N.json ({"clean_label": c, ...}). Without `labelled`, labels may be missing (then -1)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise RoundFormatError(f"{folder}: no such dataset folder")
+    files = sorted(folder.glob("*.png"), key=lambda p: p.name)
+    if not files:
+        raise RoundFormatError(f"{folder}: no .png images")
+    labels = []
+    for path in files:
+        named = CLEAN_NAME.match(path.name)
+        sidecar = path.with_suffix(".json")
+        if named:
+            labels.append(int(named.group(1)))
+        elif sidecar.is_file():
+            labels.append(int(lower_keys(json.loads(sidecar.read_text())).get("clean_label", -1)))
+        else:
+            labels.append(-1)
+    unlabelled = [p.name for p, label in zip(files, labels, strict=True) if label < 0]
+    if labelled and unlabelled:
+        raise RoundFormatError(
+            f"{folder}: {len(unlabelled)} images have no label (e.g. {unlabelled[0]}): name them "
+            "class_<c>_example_<n>.png or put a clean_label in <name>.json beside them"
+        )
+    return LabelledData(
+        to_tensor([read_image(p, size) for p in files]), torch.tensor(labels), [p.name for p in files]
+    )
+
+
 def read_triggered_examples(folder: Path, size: int, targets: dict[int | None, int]) -> TriggeredData | None:
     """Triggered images with true class c (from the name) and the target of their trigger."""
     if not folder.is_dir() or not targets:
@@ -145,8 +177,7 @@ def load_task(
     """
     model_dir = Path(model_dir)
     config = read_config(model_dir)
-    size = int(config.get("cnn_img_size_pixels") or 224)
-    num_classes = int(config["number_classes"]) if "number_classes" in config else None
+    size = image_size(config)
     model = load_model(model_file or model_dir / "model.pt")
     targets = trigger_targets(config)
     clean = read_clean_examples(Path(examples_dir) if examples_dir else example_folder(model_dir), size)
@@ -162,12 +193,22 @@ def load_task(
         eval_triggered = read_triggered_examples(model_dir / "poisoned_example_data", size, targets)
         eval_data = f"clean_example_holdout(fraction={holdout_fraction},seed={holdout_seed})"
         eval_data += "+poisoned_example_data" if eval_triggered is not None else ""
-    if num_classes is None:
-        num_classes = int(clean.labels.max()) + 1
-    poisoned = read_poisoned_flag(model_dir, config)
+    return _task(model_dir, config, model, defender, eval_clean, eval_triggered, eval_data)
+
+
+def _task(
+    model_dir: Path,
+    config: dict,
+    model: torch.nn.Module,
+    defender: LabelledData,
+    eval_clean: LabelledData,
+    eval_triggered: TriggeredData | None,
+    eval_data: str,
+) -> Task:
+    num_classes = config.get("number_classes")
     return Task(
         model=model,
-        num_classes=num_classes,
+        num_classes=int(num_classes) if num_classes is not None else int(defender.labels.max()) + 1,
         defender=defender,
         eval_clean=eval_clean,
         eval_triggered=eval_triggered,
@@ -175,8 +216,30 @@ def load_task(
         info={
             "round": round_number(config),
             "model_architecture": str(config.get("model_architecture", "unknown")),
-            "poisoned": poisoned,
+            "poisoned": read_poisoned_flag(model_dir, config),
             "trigger_type": trigger_type(config),
         },
         augment=augment_batch,
     )
+
+
+def load_mitigation_task(model_file: Path, dataset_dir: Path) -> Task:
+    """The mitigation API's Task: the whole labelled dataset is the defender's; nothing to evaluate on."""
+    model_file = Path(model_file)
+    config = read_config(model_file.parent)
+    data = read_dataset_images(dataset_dir, image_size(config), labelled=True)
+    nothing = LabelledData(data.inputs[:0], data.labels[:0])
+    return _task(
+        model_file.parent, config, load_model(model_file), data, nothing, None, "none (mitigation API)"
+    )
+
+
+def load_inputs(model_file: Path, folder: Path) -> tuple[torch.nn.Module, torch.Tensor, list[str]]:
+    """The model and a folder's preprocessed images with their file names (labels not needed)."""
+    model_file = Path(model_file)
+    data = read_dataset_images(folder, image_size(read_config(model_file.parent)), labelled=False)
+    return load_model(model_file), data.inputs, data.names
+
+
+def image_size(config: dict) -> int:
+    return int(config.get("cnn_img_size_pixels") or 224)

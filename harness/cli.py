@@ -124,6 +124,51 @@ def slurm_command(round_dir: Path, output_dir: Path, options: SlurmOptions, subm
     print(f"submitted array job {array_id} ({options.num_shards} tasks) and aggregation job {aggregate_id}")
 
 
+def mitigation_seam_config(
+    model_filepath: Path,
+    metaparameters: Path | None,
+    schema: Path | None,
+    batch_size: int | None,
+    device: str,
+) -> SeamConfig:
+    """The model's round YAML, then the metaparameters file, then --batch_size and --device."""
+    from adapters import model_round
+    from harness.config import round_seam_config
+    from harness.mitigation import read_metaparameters
+
+    settings = read_metaparameters(metaparameters, schema)
+    return round_seam_config(
+        model_round(model_filepath.parent), **{**settings, "batch_size": batch_size, "device": device}
+    )
+
+
+def mitigate_command(
+    model_filepath: Path,
+    dataset_dirpath: Path,
+    output_dirpath: Path,
+    model_output_name: str,
+    seam_config: SeamConfig,
+) -> None:
+    import json
+
+    from harness.mitigation import mitigate
+
+    summary = mitigate(model_filepath, dataset_dirpath, output_dirpath / model_output_name, seam_config)
+    print(json.dumps(summary))
+    if summary["saved_model"] is None:
+        raise UserError(f"SEAM ended with status {summary['status']}: no mitigated model was saved")
+
+
+def test_command(
+    model_filepath: Path, dataset_dirpath: Path, output_dirpath: Path, batch_size: int, device: str
+):
+    from harness.mitigation import test
+    from harness.training import resolve_device
+
+    path = test(model_filepath, dataset_dirpath, output_dirpath, batch_size, str(resolve_device(device)))
+    print(f"logits for the test split: {path}")
+
+
 def aggregate_command(output_dir: Path) -> None:
     from harness.records import aggregate
 
@@ -238,6 +283,47 @@ def build_parser() -> ArgumentParser:
     model.add_class_arguments(EvalConfig, "eval")
     commands.add_subcommand("model", model)
 
+    for name, description in (
+        ("mitigate", "Mitigation-round API (2024): SEAM on a dataset's train split, save the model."),
+        ("test", "Mitigation-round API (2024): logits for a dataset's test split -> results.json."),
+    ):
+        api = ArgumentParser(description=description)
+        api.add_argument(
+            "--model_filepath", type=Path, default=Path("./model.pt"), help="config.json beside it."
+        )
+        api.add_argument(
+            "--dataset_dirpath",
+            type=Path,
+            required=True,
+            help="Images (uses its train/ or test/ if present).",
+        )
+        api.add_argument("--output_dirpath", type=Path, default=Path("./out"), help="Outputs go here.")
+        if name == "mitigate":
+            api.add_argument(
+                "--model_output_name", default="mitigated.pt", help="File name of the saved model."
+            )
+        api.add_argument("--scratch_dirpath", type=Path, default=Path("./scratch"), help="Working space.")
+        api.add_argument(
+            "--batch_size", type=int | None, default=None, help="Default: the round's (mitigate), 32 (test)."
+        )
+        api.add_argument(
+            "--device", default="cuda", help="cuda falls back to cpu (with a warning) if absent."
+        )
+        api.add_argument(
+            "--num_workers", type=int, default=1, help="Accepted; data is read once into memory."
+        )
+        api.add_argument(
+            "--metaparameters_filepath", type=Path | None, default=None, help="JSON of SEAM settings."
+        )
+        api.add_argument("--schema_filepath", type=Path | None, default=None, help="JSON Schema for it.")
+        api.add_argument(
+            "--round_training_dataset_dirpath", type=Path | None, default=None, help="Accepted, unused."
+        )
+        commands.add_subcommand(name, api)
+
+    check = ArgumentParser(description="Check that this installation can run SEAM (a few seconds).")
+    commands.add_subcommand("self-check", check)
+
     aggregate = ArgumentParser(description="Rebuild results.csv and summary.csv from O/records/.")
     aggregate.add_argument("--output_dir", type=Path, required=True)
     commands.add_subcommand("aggregate", aggregate)
@@ -332,6 +418,34 @@ def dispatch(args: Namespace) -> None:
             SeamConfig(**options.seam),
             EvalConfig(**options.eval),
         )
+    elif command == "mitigate":
+        model_filepath = Path(options.model_filepath)
+        seam_config = mitigation_seam_config(
+            model_filepath,
+            options.metaparameters_filepath,
+            options.schema_filepath,
+            options.batch_size,
+            options.device,
+        )
+        mitigate_command(
+            model_filepath,
+            Path(options.dataset_dirpath),
+            Path(options.output_dirpath),
+            options.model_output_name,
+            seam_config,
+        )
+    elif command == "test":
+        test_command(
+            Path(options.model_filepath),
+            Path(options.dataset_dirpath),
+            Path(options.output_dirpath),
+            options.batch_size or 32,
+            options.device,
+        )
+    elif command == "self-check":
+        from harness.selfcheck import self_check
+
+        print("\n".join(self_check()))
     elif command == "aggregate":
         aggregate_command(Path(options.output_dir))
 

@@ -41,6 +41,7 @@ class SeamConfig:
     batch_size: int = 32
     augment: bool = True
     seed: int = 0
+    device: str = "cpu"
 
 
 @dataclass
@@ -53,3 +54,15 @@ class EvalConfig:
 
 def round_config_path(round_number: int) -> Path:
     return ROUND_CONFIG_DIR / f"round{round_number}.yaml"
+
+
+def round_seam_config(round_number: int, **overrides: object) -> SeamConfig:
+    """The round's YAML SEAM settings (dataclass defaults if it has none), then `overrides` on top."""
+    import yaml
+
+    path = round_config_path(round_number)
+    settings = (yaml.safe_load(path.read_text()) or {}).get("seam", {}) if path.is_file() else {}
+    settings = {**settings, **{k: v for k, v in overrides.items() if v is not None}}
+    if isinstance(settings.get("recover_betas"), list):
+        settings["recover_betas"] = tuple(settings["recover_betas"])
+    return SeamConfig(**settings)

@@ -21,7 +21,7 @@ from torch import nn
 
 from harness.config import SeamConfig
 from harness.task import Task
-from harness.training import data_accuracy, train_epoch
+from harness.training import data_accuracy, resolve_device, train_epoch
 
 
 @dataclass
@@ -73,7 +73,7 @@ def seam(task: Task, config: SeamConfig) -> SeamResult:
     """Run SEAM on a copy of `task.model`; the task's model is left untouched."""
     torch.manual_seed(config.seed)  # dropout and any layer init inside the model
     generator = torch.Generator().manual_seed(config.seed)
-    model = copy.deepcopy(task.model)
+    model = copy.deepcopy(task.model).to(resolve_device(config.device))
     data = task.defender
     k = task.num_classes
     augment = task.augment if config.augment else None

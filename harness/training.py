@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable
 
 import torch
@@ -16,16 +17,42 @@ Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 Forward = Callable[[nn.Module, torch.Tensor], torch.Tensor]
 
 
+def model_device(model: nn.Module) -> torch.device:
+    """Where the model's weights are; inputs are moved there batch by batch."""
+    return next(model.parameters(), torch.empty(0)).device
+
+
+def resolve_device(name: str) -> torch.device:
+    """The requested device, or the CPU (with a warning) when CUDA is asked for but absent."""
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        print(
+            f"seam-harness: warning: device {name!r} requested, CUDA is not available: using the CPU",
+            file=sys.stderr,
+        )
+        return torch.device("cpu")
+    return torch.device(name)
+
+
 @torch.inference_mode()
+def model_logits(
+    model: nn.Module, inputs: torch.Tensor, forward: Forward = plain_forward, batch_size: int = 256
+) -> torch.Tensor:
+    """Logits per input (on the CPU), in eval mode (BatchNorm running stats, no dropout)."""
+    model.eval()
+    device = model_device(model)
+    outputs = [
+        forward(model, inputs[i : i + batch_size].to(device)).cpu() for i in range(0, len(inputs), batch_size)
+    ]
+    return torch.cat(outputs) if outputs else torch.empty(0)
+
+
 def predict(
     model: nn.Module, inputs: torch.Tensor, forward: Forward = plain_forward, batch_size: int = 256
 ) -> torch.Tensor:
-    """Predicted class per input, in eval mode (BatchNorm running stats, no dropout)."""
-    model.eval()
-    outputs = [
-        forward(model, inputs[i : i + batch_size]).argmax(dim=-1) for i in range(0, len(inputs), batch_size)
-    ]
-    return torch.cat(outputs) if outputs else torch.empty(0, dtype=torch.long)
+    """Predicted class per input."""
+    if len(inputs) == 0:
+        return torch.empty(0, dtype=torch.long)
+    return model_logits(model, inputs, forward, batch_size).argmax(dim=-1)
 
 
 def data_accuracy(model: nn.Module, data: LabelledData, forward: Forward = plain_forward) -> float:
@@ -49,6 +76,7 @@ def train_epoch(
     `relabel` replaces the labels of each batch (SEAM's forgetting draws fresh wrong labels per batch).
     """
     model.train()
+    device = model_device(model)
     order = torch.randperm(len(labels), generator=generator)
     # Near-equal batches instead of a short last one: 100 examples at 32 would leave a batch of 4,
     # whose BatchNorm statistics are noise and knock the model about on tiny defender sets.
@@ -60,6 +88,7 @@ def train_epoch(
             x = augment(x, generator)
         if relabel is not None:
             y = relabel(y, generator)
+        x, y = x.to(device), y.to(device)  # after augment/relabel, whose random draws stay on the CPU
         loss = F.cross_entropy(forward(model, x), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
