@@ -142,7 +142,8 @@ def host_python_dirs() -> list[Path]:
     for top in ("/bin", "/lib", "/lib64", "/sbin"):  # real folders on a host without merged /usr
         if Path(top).is_dir() and not Path(top).is_symlink():
             needed.append(Path(top))
-    for prefix in {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve()}:
+    # as written (PATH in %environment uses it) and resolved (where the venv's python link may point)
+    for prefix in (Path(sys.prefix), Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve()):
         if not any(prefix.is_relative_to(folder) for folder in needed):
             needed.append(prefix)
     return needed
