@@ -220,9 +220,10 @@ def test_apptainer_builds_and_runs_the_image(apptainer, tiny_round3, tmp_path):
     assert (sandbox / IMAGE_CODE.lstrip("/") / "harness" / "cli.py").is_file()  # %files copied the package
     assert list((sandbox / IMAGE_CODE.lstrip("/") / "harness" / "__pycache__").glob("cli.*.pyc"))  # %post ran
 
-    # --contain: a fresh /tmp and no host folders but the binds; --no-home keeps the image's /root, where a
-    # pyenv interpreter's mount point lives; --cleanenv: PATH and PYTHONPATH come from %environment alone
-    isolation = ["--contain", "--no-home", "--cleanenv", *python_binds]
+    # No --contain: it mounts a fresh /tmp, which hides the binds when the checkout (and so the venv) lives
+    # under /tmp, as a CI clone may. --no-home keeps the image's /root, where a pyenv interpreter's mount
+    # point lives; --cleanenv: PATH and PYTHONPATH come from %environment alone
+    isolation = ["--no-home", "--cleanenv", *python_binds]
     where, _ = timed(
         [apptainer, "exec", *isolation, sandbox, "python", "-c", "import harness; print(harness.__file__)"],
         cwd=tmp_path,
