@@ -47,8 +47,11 @@ def recognises(config: dict) -> bool:
 
 
 def round_number(config: dict) -> int:
-    """Round 5 configs carry `adversarial_training_iteration_count` and round 5 alone used BERT."""
-    if "adversarial_training_iteration_count" in config or config.get("embedding") == "BERT":
+    """Round 5 full configs carry `adversarial_training_iteration_count`; of NIST's rounds only round 5
+    used BERT, which is all a reduced (server) config can tell."""
+    if "adversarial_training_iteration_count" in config:
+        return 5
+    if "triggers" not in config and config.get("embedding") == "BERT":
         return 5
     return 6
 

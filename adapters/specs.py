@@ -40,15 +40,15 @@ class SentimentRoundSpec:
     round: int = 6
     num_models: int = 6
     seed: int = 0
-    embeddings: list[str] | None = None  # None: round 5 BERT, GPT-2, DistilBERT; round 6 GPT-2, DistilBERT
+    embeddings: list[str] | None = None  # None: BERT and DistilBERT (see sentiment_make_round)
     architectures: list[str] = field(default_factory=lambda: ["GruLinear", "LstmLinear", "FCLinear"])
     vocab_size: int = 1200
     embedding_hidden: int = 64
     embedding_layers: int = 2
     embedding_heads: int = 4
     max_length: int = 96
-    pretrain_reviews_per_class: int = 1500
-    pretrain_epochs: int = 4
+    pretrain_reviews_per_class: int = 1000
+    pretrain_epochs: int = 12
     train_reviews_per_class: int = 500
     test_reviews_per_class: int = 100
     examples_per_class: int = 20
