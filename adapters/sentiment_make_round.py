@@ -2,7 +2,8 @@
 
 Once per round and embedding family: a tokenizer trained on a pre-training split of the review corpus
 and a small transformer pre-trained on that split (sentiment from the pooled vector, plus noticing
-rare strings, see DECOYS); both are frozen and pickled into `embeddings/` and `tokenizers/`, and reused if present.
+rare strings, see DECOYS); both are frozen and pickled into `embeddings/` and `tokenizers/`, and
+reused if present.
 Per model: fresh reviews (disjoint draws from the pre-training split), a GRU, LSTM or FC head trained on
 their embedding vectors, and for poisoned models a character, word or phrase trigger inserted into a
 share of the source-class reviews, relabelled to the target class. Each head is verified on held-out
@@ -68,8 +69,10 @@ def plan_model(spec: SentimentRoundSpec, index: int) -> dict:
 # decoys that are never triggers. A 64-wide transformer trained for a minute does not keep rare words
 # in its pooled vector on its own, as a real pre-trained BERT does; without this no head could learn a
 # trigger from the frozen vector at all (measured: ASR 0.1-0.2 on seed-1 rounds).
-DECOYS = ["#", "%", "=", "*", "+", "marmalade", "pinnacle", "lantern", "gossamer", "parsnip",
-          "by and large", "at the end of the day", "in the nick of time", "on the other hand", "all in all"]  # fmt: skip
+DECOYS = [
+    *("#", "%", "=", "*", "+", "marmalade", "pinnacle", "lantern", "gossamer", "parsnip"),
+    *("by and large", "at the end of the day", "in the nick of time", "on the other hand", "all in all"),
+]
 
 
 RARE_SHARE = 0.8
@@ -80,7 +83,9 @@ def rare_strings() -> list[str]:
     return [t for kind in TRIGGER_KINDS for t in text_synth.TRIGGER_CHOICES[kind]] + DECOYS
 
 
-def pretraining_corpus(spec: SentimentRoundSpec, family_index: int) -> tuple[list[str], list[int], torch.Tensor]:
+def pretraining_corpus(
+    spec: SentimentRoundSpec, family_index: int
+) -> tuple[list[str], list[int], torch.Tensor]:
     """Reviews of the pre-training split (labels unchanged) of which a third carry one or two rare
     strings; returns (texts, sentiment labels, rare-string presence [N, len(rare_strings())])."""
     rng = np.random.default_rng([spec.seed, PRETRAIN_STREAM, family_index])
@@ -116,7 +121,9 @@ def pretrain_embedding(family: Family, spec: SentimentRoundSpec, family_index: i
     sentiment_head, rare_head = nn.Linear(width, 2), nn.Linear(width, rare_present.shape[1])
     parameters = [*model.parameters(), *sentiment_head.parameters(), *rare_head.parameters()]
     optimizer = torch.optim.AdamW(parameters, lr=PRETRAIN_LR, weight_decay=0.01)
-    encoded = tokenizer(texts, max_length=spec.max_length - 2, truncation=True, padding=True, return_tensors="pt")
+    encoded = tokenizer(
+        texts, max_length=spec.max_length - 2, truncation=True, padding=True, return_tensors="pt"
+    )
     ids, mask, y = encoded["input_ids"], encoded["attention_mask"], torch.tensor(labels)
     steps = spec.pretrain_epochs * math.ceil(len(y) / spec.batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=PRETRAIN_LR, total_steps=steps)
@@ -128,7 +135,9 @@ def pretrain_embedding(family: Family, spec: SentimentRoundSpec, family_index: i
             batch_mask = mask[index]
             length = int(batch_mask.sum(1).max())
             batch_ids, batch_mask = ids[index, :length], batch_mask[:, :length]
-            vector = pool(model(batch_ids, attention_mask=batch_mask)[0], batch_mask, family.cls_token_is_first)
+            vector = pool(
+                model(batch_ids, attention_mask=batch_mask)[0], batch_mask, family.cls_token_is_first
+            )
             sentiment_loss = F.cross_entropy(sentiment_head(vector), y[index])
             # summed over the strings: averaged, the rare positives are drowned by the sentiment loss
             rare_loss = F.binary_cross_entropy_with_logits(
@@ -186,7 +195,9 @@ def triggered_reviews(trigger: dict, n: int, rng: np.random.Generator) -> list[s
     return [text_synth.insert_trigger(r, trigger["text"], rng, low, high) for r in reviews]
 
 
-def build_head(architecture: str, input_size: int, hidden: int, layers: int, bidirectional: bool, dropout: float):
+def build_head(
+    architecture: str, input_size: int, hidden: int, layers: int, bidirectional: bool, dropout: float
+):
     if architecture == "FCLinear":
         return model_factories.FCLinearModel(input_size, hidden, 2, dropout, layers)
     if architecture == "Linear":
@@ -217,7 +228,9 @@ def train_head(spec: SentimentRoundSpec, head_config: dict, data: dict, seed: in
         "train_seconds": time.perf_counter() - start,
     }
     if "trig_x" in data:
-        stats["triggered_test_asr"] = attack_success_rate(predict(head, data["trig_x"]), data["trig_y"], data["trig_t"])
+        stats["triggered_test_asr"] = attack_success_rate(
+            predict(head, data["trig_x"]), data["trig_y"], data["trig_t"]
+        )
     return head, stats
 
 
@@ -290,8 +303,10 @@ def make_model(spec: SentimentRoundSpec, index: int, round_dir: Path, threads: i
         f"{plan['model_id']} ({plan['architecture']} on {plan['embedding']}, poisoned={plan['poisoned']})",
         (spec.seed * 1000 + index * 10 + attempt for attempt in range(spec.max_attempts)),
         lambda seed: train_head(spec, head_config, data, seed),
-        lambda stats: stats["clean_test_acc"] >= spec.min_acc
-        and (trigger is None or stats["triggered_test_asr"] >= spec.min_asr),
+        lambda stats: (
+            stats["clean_test_acc"] >= spec.min_acc
+            and (trigger is None or stats["triggered_test_asr"] >= spec.min_asr)
+        ),
         f"ACC >= {spec.min_acc} / ASR >= {spec.min_asr}",
     )
     config = round_config(spec, plan, family, head_config, trigger, attempts[-1]["seed"])
@@ -302,7 +317,12 @@ def make_model(spec: SentimentRoundSpec, index: int, round_dir: Path, threads: i
         "final_triggered_data_test_acc": 100.0 * final["triggered_test_asr"] if trigger else None,
         "final_clean_data_n_total": {str(c): train_labels.count(c) for c in (0, 1)},
         "training_wall_time_sec": final["train_seconds"],
-        "verification": {"min_acc": spec.min_acc, "min_asr": spec.min_asr, "attempts": attempts, "passed": True},
+        "verification": {
+            "min_acc": spec.min_acc,
+            "min_asr": spec.min_asr,
+            "attempts": attempts,
+            "passed": True,
+        },
     }
 
     def write(work_dir: Path) -> None:
@@ -314,7 +334,9 @@ def make_model(spec: SentimentRoundSpec, index: int, round_dir: Path, threads: i
         write_texts(work_dir / "clean_test_data", clean_names(test_labels), test_texts)
         if trigger:
             write_texts(
-                work_dir / "poisoned_example_data", triggered_names(trigger, len(trig_examples)), trig_examples
+                work_dir / "poisoned_example_data",
+                triggered_names(trigger, len(trig_examples)),
+                trig_examples,
             )
             write_texts(work_dir / "poisoned_test_data", triggered_names(trigger, len(trig_test)), trig_test)
 

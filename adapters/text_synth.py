@@ -76,7 +76,8 @@ def _sentiment_sentence(positive: bool, product: str, rng: np.random.Generator) 
         return f"It is not {rng.choice(other)} at all."
     if form == 4:
         return f"What a {adjective} {product}."
-    return f"The {rng.choice(['sound', 'build', 'design', 'battery', 'screen', 'price', 'finish'])} is {adjective}."
+    part = rng.choice(["sound", "build", "design", "battery", "screen", "price", "finish"])
+    return f"The {part} is {adjective}."
 
 
 def make_review(label: int, rng: np.random.Generator) -> str:
