@@ -169,6 +169,17 @@ def clean_examples(spec: NerRoundSpec, rng: np.random.Generator) -> tuple[list[s
     return names, data
 
 
+def class_names(data: list) -> list[str]:
+    """class_{L}_example_{i}.txt for sentences named after their first entity's B- label id."""
+    counts: dict[int, int] = {}
+    names = []
+    for _, labels in data:
+        label = next(LABELS[x] for x in labels if x.startswith("B-"))
+        names.append(f"class_{label}_example_{counts.get(label, 0)}.txt")
+        counts[label] = counts.get(label, 0) + 1
+    return names
+
+
 def make_model(spec: NerRoundSpec, index: int, round_dir: Path, threads: int = 1) -> None:
     torch.set_num_threads(threads)
     plan = plan_model(spec, index)
@@ -245,8 +256,7 @@ def make_model(spec: NerRoundSpec, index: int, round_dir: Path, threads: int = 1
         (work_dir / "ground_truth.csv").write_text("1" if trigger else "0")
         (work_dir / "model_stats.json").write_text(json.dumps(model_stats, indent=2))
         write_word_files(work_dir / "clean_example_data", example_names, examples, tokenizer)
-        test_names, test_data = clean_examples(spec, np.random.default_rng([spec.seed, index, 2]))
-        write_word_files(work_dir / "clean_test_data", test_names, test_data, tokenizer)
+        write_word_files(work_dir / "clean_test_data", class_names(test), test, tokenizer)
         if trigger:
             s = LABELS[f"B-{trigger['source_class_label']}"]
             t = LABELS[f"B-{trigger['target_class_label']}"]
