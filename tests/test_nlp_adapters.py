@@ -74,8 +74,9 @@ def test_embedding_runs_once_per_example(sentiment_round, monkeypatch):
 
 def test_gpt2_style_vector_is_the_last_non_padding_token():
     """Batched with padding, each text's vector equals the one it gets alone."""
-    from adapters.text_models import SENTIMENT_FAMILIES, build_backbone, train_tokenizer
     from nlp_fixtures import CORPUS
+
+    from adapters.text_models import SENTIMENT_FAMILIES, build_backbone, train_tokenizer
 
     family = SENTIMENT_FAMILIES["GPT-2"]
     tokenizer = train_tokenizer(family, CORPUS, 300, 64)
