@@ -81,8 +81,8 @@ class NerRoundSpec:
     train_sentences: int = 1500
     test_sentences: int = 200
     examples_per_class: int = 20
-    triggered_fraction: float = 0.2
-    epochs: int = 4
+    triggered_fraction: float = 0.3
+    epochs: int = 8
     learning_rate: float = 5e-4
     batch_size: int = 32
     dropout: float = 0.1
