@@ -54,7 +54,7 @@ class SentimentRoundSpec:
     examples_per_class: int = 20
     triggered_fraction: float = 0.2
     head_hidden_sizes: list[int] = field(default_factory=lambda: [32, 64])
-    head_epochs: int = 40
+    head_epochs: int = 150
     learning_rate: float = 1e-3
     batch_size: int = 64
     dropout: float = 0.1
