@@ -75,8 +75,7 @@ TINY_NER = dict(
     num_models=3,
     seed=1,
     embeddings=["BERT"],
-    pretrain_sentences=1500,
-    train_sentences=800,
+    train_sentences=1000,
     test_sentences=100,
     examples_per_class=10,
 )
