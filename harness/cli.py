@@ -285,6 +285,8 @@ def without_unknown_flags(argv: list[str], parser: ArgumentParser) -> list[str]:
 def round_spec(options: Namespace) -> ImageRoundSpec | SentimentRoundSpec | NerRoundSpec:
     """The generator settings for --round: image (3, 4), sentiment (5, 6) or NER (7)."""
     common = {"round": options.round, "num_models": options.num_models, "seed": options.seed}
+    if options.round not in (3, 4, 5, 6, 7):
+        raise UserError(f"make-round makes rounds 3 to 7, not {options.round}")
     if options.round in (5, 6):
         return SentimentRoundSpec(**common, **options.sentiment)
     if options.round == 7:

@@ -67,7 +67,6 @@ TINY_SENTIMENT = dict(
     num_models=3,
     seed=1,
     embeddings=["DistilBERT"],
-    train_reviews_per_class=250,
     test_reviews_per_class=50,
     examples_per_class=10,
 )
