@@ -161,8 +161,9 @@ def test_pickle_naming_a_missing_class_gives_an_error_row(sentiment_round, tmp_p
 @pytest.mark.parametrize("family", ["BERT", "GPT-2"])
 def test_tokenizer_training_is_reproducible(family):
     """Our vocabularies do not depend on hash order (the `tokenizers` trainers' did, run to run)."""
-    from adapters.text_models import SENTIMENT_FAMILIES, train_tokenizer
     from nlp_fixtures import CORPUS
+
+    from adapters.text_models import SENTIMENT_FAMILIES, train_tokenizer
 
     first, second = (train_tokenizer(SENTIMENT_FAMILIES[family], CORPUS, 300, 64) for _ in range(2))
     assert first.get_vocab() == second.get_vocab()
