@@ -77,7 +77,10 @@ def _is_transformers_class(obj: object, base_name: str) -> bool:
         return False
     import transformers
 
-    return issubclass(obj, getattr(transformers, base_name))
+    base = getattr(transformers, base_name, None)
+    if base is None and base_name == "PreTrainedConfig":  # spelled PretrainedConfig before transformers 5
+        base = transformers.PretrainedConfig
+    return issubclass(obj, base)
 
 
 def _allowed(module: str, name: str, obj: object) -> bool:
