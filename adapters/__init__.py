@@ -19,16 +19,16 @@ if TYPE_CHECKING:
 
 def all_adapters() -> list[ModuleType]:
     """Imported on first use: they pull in torch, which `seam-harness --help` should not wait for."""
-    from adapters import image
+    from adapters import image, ner, sentiment
 
-    return [image]
+    return [image, ner, sentiment]
 
 
 def adapter_for(config: dict, model_dir: Path) -> ModuleType:
     for adapter in all_adapters():
         if adapter.recognises(config):
             return adapter
-    raise RoundFormatError(f"{model_dir}: config.json does not look like any supported round (3-4)")
+    raise RoundFormatError(f"{model_dir}: config.json does not look like any supported round (3-7)")
 
 
 def load_task(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -11,6 +12,8 @@ import numpy as np
 
 if TYPE_CHECKING:
     import torch
+
+    from harness.task import LabelledData, TriggeredData
 
 MODEL_ID_PATTERN = re.compile(r"^id-\d+$")
 
@@ -111,3 +114,61 @@ def holdout_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple[tor
         held.extend(idx[:n_held].tolist())
         kept.extend(idx[n_held:].tolist())
     return torch.tensor(sorted(kept), dtype=torch.long), torch.tensor(sorted(held), dtype=torch.long)
+
+
+def round_root(model_dir: Path) -> Path:
+    """The round folder of a model folder: the parent of `models/`, else the model folder's parent."""
+    parent = Path(model_dir).resolve().parent
+    return parent.parent if parent.name == "models" else parent
+
+
+def find_round_file(model_dir: Path, folder: str, name: str) -> Path:
+    """`<round>/<folder>/<name>` (rounds 5-7 keep embeddings/ and tokenizers/ at the round root).
+
+    A copy beside the model (server-style folder) is accepted too.
+    """
+    for base in (round_root(model_dir), Path(model_dir)):
+        path = base / folder / name
+        if path.is_file():
+            return path
+    raise RoundFormatError(f"{model_dir}: no {folder}/{name} at the round root ({round_root(model_dir)})")
+
+
+def choose_evaluation_data(
+    model_dir: Path,
+    clean: LabelledData,
+    read_clean: Callable[[Path], LabelledData],
+    read_triggered: Callable[[Path], TriggeredData | None],
+    holdout_fraction: float,
+    holdout_seed: int,
+) -> tuple[LabelledData, LabelledData, TriggeredData | None, str]:
+    """(defender, eval_clean, eval_triggered, eval_data), as README "Evaluation protocol" says.
+
+    With clean_test_data/ the defender keeps every clean example and evaluation reads the test folders;
+    otherwise a seeded per-class share of the clean examples is held out and ASR uses
+    poisoned_example_data/.
+    """
+    from harness.task import LabelledData
+
+    model_dir = Path(model_dir)
+    if (model_dir / "clean_test_data").is_dir():
+        eval_triggered = read_triggered(model_dir / "poisoned_test_data")
+        eval_data = "clean_test_data" + ("+poisoned_test_data" if eval_triggered is not None else "")
+        return clean, read_clean(model_dir / "clean_test_data"), eval_triggered, eval_data
+    labels = clean.labels if clean.labels.dim() == 1 else clean_example_classes(clean)
+    kept, held = holdout_split(labels, holdout_fraction, holdout_seed)
+
+    def subset(index: torch.Tensor) -> LabelledData:
+        return LabelledData(clean.inputs[index], clean.labels[index], [clean.names[i] for i in index])
+
+    eval_triggered = read_triggered(model_dir / "poisoned_example_data")
+    eval_data = f"clean_example_holdout(fraction={holdout_fraction},seed={holdout_seed})"
+    eval_data += "+poisoned_example_data" if eval_triggered is not None else ""
+    return subset(kept), subset(held), eval_triggered, eval_data
+
+
+def clean_example_classes(clean: LabelledData) -> torch.Tensor:
+    """For per-position labels: each example's class from its file name (`class_<c>_...`)."""
+    import torch
+
+    return torch.tensor([int(re.match(r"class_(\d+)_", name).group(1)) for name in clean.names])

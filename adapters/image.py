@@ -17,8 +17,8 @@ from PIL import Image, UnidentifiedImageError
 
 from adapters.common import (
     RoundFormatError,
+    choose_evaluation_data,
     example_folder,
-    holdout_split,
     lower_keys,
     missing,
     read_config,
@@ -181,18 +181,14 @@ def load_task(
     model = load_model(model_file or model_dir / "model.pt")
     targets = trigger_targets(config)
     clean = read_clean_examples(Path(examples_dir) if examples_dir else example_folder(model_dir), size)
-    if (model_dir / "clean_test_data").is_dir():
-        defender = clean
-        eval_clean = read_clean_examples(model_dir / "clean_test_data", size)
-        eval_triggered = read_triggered_examples(model_dir / "poisoned_test_data", size, targets)
-        eval_data = "clean_test_data" + ("+poisoned_test_data" if eval_triggered is not None else "")
-    else:
-        kept, held = holdout_split(clean.labels, holdout_fraction, holdout_seed)
-        defender = LabelledData(clean.inputs[kept], clean.labels[kept], [clean.names[i] for i in kept])
-        eval_clean = LabelledData(clean.inputs[held], clean.labels[held], [clean.names[i] for i in held])
-        eval_triggered = read_triggered_examples(model_dir / "poisoned_example_data", size, targets)
-        eval_data = f"clean_example_holdout(fraction={holdout_fraction},seed={holdout_seed})"
-        eval_data += "+poisoned_example_data" if eval_triggered is not None else ""
+    defender, eval_clean, eval_triggered, eval_data = choose_evaluation_data(
+        model_dir,
+        clean,
+        lambda folder: read_clean_examples(folder, size),
+        lambda folder: read_triggered_examples(folder, size, targets),
+        holdout_fraction,
+        holdout_seed,
+    )
     return _task(model_dir, config, model, defender, eval_clean, eval_triggered, eval_data)
 
 

@@ -12,24 +12,22 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 import torchvision
 from PIL import Image
 
 from adapters import image_synth
 from adapters.common import discover_models
+from adapters.generator import make_models, publish_model_folder, train_until_verified, write_metadata
 from adapters.image import center_crop, to_tensor
 from adapters.specs import ImageRoundSpec
 from harness.metrics import accuracy, attack_success_rate
 from harness.model_io import save_model
-from harness.parallel import run_parallel, threads_per_worker
 from harness.training import predict, train_epoch
 
 INSTAGRAM_FILTERS = sorted(image_synth.INSTAGRAM_FILTERS)
@@ -333,11 +331,10 @@ def round4_config(spec: ImageRoundSpec, plan: dict, triggers: list[Trigger], see
     }
 
 
-def make_model(spec: ImageRoundSpec, index: int, round_dir: Path, threads: int = 1) -> dict:
-    """Synthesize, train, verify and write one model folder; returns its METADATA row."""
+def make_model(spec: ImageRoundSpec, index: int, round_dir: Path, threads: int = 1) -> None:
+    """Synthesize, train, verify and write one model folder."""
     torch.set_num_threads(threads)
     plan = plan_model(spec, index)
-    final_dir = round_dir / plan["model_id"]
     rng = np.random.default_rng([spec.seed, index])
     foregrounds = image_synth.make_foregrounds(spec.num_classes, rng)
     data = {}
@@ -357,88 +354,63 @@ def make_model(spec: ImageRoundSpec, index: int, round_dir: Path, threads: int =
         attack = [dataclasses.replace(t, sources=[s for s in t.sources if s != t.target]) for t in triggers]
         example_t = make_triggered(foregrounds, spec, rng, attack, spec.clean_examples_per_class)
 
-    attempts = []
-    for attempt in range(spec.max_attempts):
-        seed = spec.seed * 1000 + index * 10 + attempt
-        model, stats = train_and_verify(spec, plan, data, seed)
-        attempts.append(stats)
-        passed = stats["clean_test_acc"] >= spec.min_acc and (
-            not plan["poisoned"] or stats["triggered_test_asr"] >= spec.min_asr
-        )
-        if passed:
-            break
-    else:
-        raise RuntimeError(
-            f"{plan['model_id']} ({plan['architecture']}, poisoned={plan['poisoned']}) missed"
-            f" ACC >= {spec.min_acc} / ASR >= {spec.min_asr} in {spec.max_attempts} attempts: {attempts}"
-        )
+    model, attempts = train_until_verified(
+        f"{plan['model_id']} ({plan['architecture']}, poisoned={plan['poisoned']})",
+        (spec.seed * 1000 + index * 10 + attempt for attempt in range(spec.max_attempts)),
+        lambda seed: train_and_verify(spec, plan, data, seed),
+        lambda stats: (
+            stats["clean_test_acc"] >= spec.min_acc
+            and (not plan["poisoned"] or stats["triggered_test_asr"] >= spec.min_asr)
+        ),
+        f"ACC >= {spec.min_acc} / ASR >= {spec.min_asr}",
+    )
+    seed = attempts[-1]["seed"]
 
-    work_dir = round_dir / f".tmp-{plan['model_id']}"
-    shutil.rmtree(work_dir, ignore_errors=True)
-    work_dir.mkdir(parents=True)
-    save_model(model, work_dir / "model.pt")
     make_config = round3_config if spec.round == 3 else round4_config
     config = make_config(spec, plan, triggers, seed)
-    (work_dir / "config.json").write_text(json.dumps(config, indent=2))
-    (work_dir / "ground_truth.csv").write_text("1" if plan["poisoned"] else "0")
-    (work_dir / "foregrounds").mkdir()
-    for c, foreground in enumerate(foregrounds):
-        foreground.save(work_dir / "foregrounds" / f"{c:03d}.png")
-    for t in triggers:
-        if t.polygon is not None:
-            t.polygon.save(work_dir / ("trigger.png" if spec.round == 3 else f"trigger_{t.number}.png"))
-    write_examples(work_dir / "clean_example_data", examples, example_labels, None, spec.round)
-    write_examples(work_dir / "clean_test_data", data["test_images"], data["test_labels"], None, spec.round)
-    if triggers:
+
+    def write(work_dir: Path) -> None:
+        save_model(model, work_dir / "model.pt")
+        (work_dir / "config.json").write_text(json.dumps(config, indent=2))
+        (work_dir / "ground_truth.csv").write_text("1" if plan["poisoned"] else "0")
+        (work_dir / "foregrounds").mkdir()
+        for c, foreground in enumerate(foregrounds):
+            foreground.save(work_dir / "foregrounds" / f"{c:03d}.png")
+        for t in triggers:
+            if t.polygon is not None:
+                t.polygon.save(work_dir / ("trigger.png" if spec.round == 3 else f"trigger_{t.number}.png"))
+        write_examples(work_dir / "clean_example_data", examples, example_labels, None, spec.round)
         write_examples(
-            work_dir / "poisoned_example_data", example_t[0], example_t[1], example_t[3], spec.round
+            work_dir / "clean_test_data", data["test_images"], data["test_labels"], None, spec.round
         )
-        test_images, test_labels, _, test_numbers = data["test_triggered"]
-        write_examples(work_dir / "poisoned_test_data", test_images, test_labels, test_numbers, spec.round)
-    final = attempts[-1]
-    model_stats = {
-        "name": plan["model_id"],
-        "final_clean_data_test_acc": 100.0 * final["clean_test_acc"],
-        "final_triggered_data_test_acc": 100.0 * final["triggered_test_asr"] if plan["poisoned"] else None,
-        "training_wall_time_sec": final["train_seconds"],
-        "verification": {
-            "min_acc": spec.min_acc,
-            "min_asr": spec.min_asr,
-            "attempts": attempts,
-            "passed": True,
-            "max_natural_asr": spec.max_natural_asr,
-            "trigger_draws": draws,
-        },
-    }
-    (work_dir / "model_stats.json").write_text(json.dumps(model_stats, indent=2))
-    shutil.rmtree(final_dir, ignore_errors=True)
-    work_dir.rename(final_dir)  # the folder appears complete or not at all
-    return metadata_row(plan["model_id"], config, model_stats)
+        if triggers:
+            write_examples(
+                work_dir / "poisoned_example_data", example_t[0], example_t[1], example_t[3], spec.round
+            )
+            test_images, test_labels, _, test_numbers = data["test_triggered"]
+            write_examples(
+                work_dir / "poisoned_test_data", test_images, test_labels, test_numbers, spec.round
+            )
+        final = attempts[-1]
+        model_stats = {
+            "name": plan["model_id"],
+            "final_clean_data_test_acc": 100.0 * final["clean_test_acc"],
+            "final_triggered_data_test_acc": 100.0 * final["triggered_test_asr"]
+            if plan["poisoned"]
+            else None,
+            "training_wall_time_sec": final["train_seconds"],
+            "verification": {
+                "min_acc": spec.min_acc,
+                "min_asr": spec.min_asr,
+                "attempts": attempts,
+                "passed": True,
+                "max_natural_asr": spec.max_natural_asr,
+                "trigger_draws": draws,
+            },
+        }
+        (work_dir / "model_stats.json").write_text(json.dumps(model_stats, indent=2))
 
-
-def metadata_row(model_id: str, config: dict, model_stats: dict) -> dict:
-    """METADATA.csv row: config keys lower-cased (no triggers list), flattened trigger columns, stats."""
-    row = {"model_name": model_id, "poisoned": config.get("POISONED", config.get("poisoned"))}
-    for key, value in config.items():
-        if key.lower() in ("triggers", "py/object", "poisoned"):
-            continue
-        row[key.lower()] = value
-    for t in config.get("triggers") or []:
-        for key, value in t.items():
-            if key != "py/object":
-                row[f"triggers_{t['trigger_number']}_{key}"] = value
-    row["final_clean_data_test_acc"] = model_stats["final_clean_data_test_acc"]
-    row["final_triggered_data_test_acc"] = model_stats["final_triggered_data_test_acc"]
-    return row
-
-
-def metadata_value(value: object) -> object:
-    """METADATA style: missing values are the string None, commas inside lists become spaces."""
-    if value is None:
-        return "None"
-    if isinstance(value, list | dict):
-        return json.dumps(value).replace(",", "")
-    return value
+    publish_model_folder(round_dir, plan["model_id"], write)
 
 
 def make_round(spec: ImageRoundSpec, output_dir: Path, n_jobs: int = 1) -> list[Path]:
@@ -446,21 +418,13 @@ def make_round(spec: ImageRoundSpec, output_dir: Path, n_jobs: int = 1) -> list[
     if spec.round not in (3, 4):
         raise ValueError(f"image rounds are 3 and 4, not {spec.round}")
     output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    todo = [i for i in range(spec.num_models) if not (output_dir / f"id-{i:08d}" / "model.pt").is_file()]
-    n_jobs = max(1, min(n_jobs, len(todo)))
-    arguments = [(spec, i, output_dir, threads_per_worker(n_jobs)) for i in todo]
-    for _ in run_parallel(make_model, arguments, n_jobs, f"make round {spec.round}", len(todo)):
-        pass
+    make_models(
+        make_model,
+        lambda index, threads: (spec, index, output_dir, threads),
+        spec.num_models,
+        output_dir,
+        n_jobs,
+        f"make round {spec.round}",
+    )
     write_metadata(output_dir)
     return discover_models(output_dir)
-
-
-def write_metadata(round_dir: Path) -> None:
-    rows = []
-    for model_dir in discover_models(round_dir):
-        config = json.loads((model_dir / "config.json").read_text())
-        stats = json.loads((model_dir / "model_stats.json").read_text())
-        rows.append(metadata_row(model_dir.name, config, stats))
-    table = pd.DataFrame(rows).map(metadata_value)
-    table.to_csv(round_dir / "METADATA.csv", index=False)

@@ -31,3 +31,61 @@ class ImageRoundSpec:
     max_natural_asr: float = 0.2
     probe_epochs: int = 8
     max_trigger_draws: int = 10
+
+
+@dataclass
+class SentimentRoundSpec:
+    """Rounds 5/6: frozen embeddings pre-trained once per round, GRU/LSTM/FC heads trained per model."""
+
+    round: int = 6
+    num_models: int = 6
+    seed: int = 0
+    embeddings: list[str] | None = None  # None: BERT and DistilBERT (see sentiment_make_round)
+    architectures: list[str] = field(default_factory=lambda: ["GruLinear", "LstmLinear", "FCLinear"])
+    vocab_size: int = 1200
+    embedding_hidden: int = 64
+    embedding_layers: int = 2
+    embedding_heads: int = 4
+    max_length: int = 96
+    pretrain_reviews_per_class: int = 1000
+    pretrain_epochs: int = 12
+    train_reviews_per_class: int = 500
+    test_reviews_per_class: int = 100
+    examples_per_class: int = 20
+    triggered_fraction: float = 0.2
+    head_hidden_sizes: list[int] = field(default_factory=lambda: [32, 64])
+    head_epochs: int = 150
+    learning_rate: float = 1e-3
+    batch_size: int = 64
+    dropout: float = 0.1
+    min_acc: float = 0.85
+    min_asr: float = 0.9
+    max_attempts: int = 3
+
+
+@dataclass
+class NerRoundSpec:
+    """Round 7: NerLinear models (a transformer backbone fine-tuned with a token classifier)."""
+
+    round: int = 7
+    num_models: int = 4
+    seed: int = 0
+    embeddings: list[str] = field(default_factory=lambda: ["BERT", "RoBERTa"])
+    vocab_size: int = 1500
+    hidden: int = 64
+    layers: int = 2
+    heads: int = 4
+    max_length: int = 64
+    pretrain_sentences: int = 3000
+    pretrain_epochs: int = 3
+    train_sentences: int = 1500
+    test_sentences: int = 200
+    examples_per_class: int = 20
+    triggered_fraction: float = 0.3
+    epochs: int = 8
+    learning_rate: float = 5e-4
+    batch_size: int = 32
+    dropout: float = 0.1
+    min_acc: float = 0.85
+    min_asr: float = 0.9
+    max_attempts: int = 3

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 
-from adapters.specs import ImageRoundSpec
+from adapters.specs import ImageRoundSpec, NerRoundSpec, SentimentRoundSpec
 from harness.config import EvalConfig, SeamConfig, round_config_path
 from harness.slurm import SlurmOptions
 
@@ -20,8 +20,15 @@ class UserError(Exception):
     """Bad input from the user: printed as one clear line, without a traceback."""
 
 
-def make_round_command(spec: ImageRoundSpec, output_dir: Path, n_jobs: int) -> None:
-    from adapters.image_make_round import make_round
+def make_round_command(
+    spec: ImageRoundSpec | SentimentRoundSpec | NerRoundSpec, output_dir: Path, n_jobs: int
+) -> None:
+    if isinstance(spec, SentimentRoundSpec):
+        from adapters.sentiment_make_round import make_round
+    elif isinstance(spec, NerRoundSpec):
+        from adapters.ner_make_round import make_round
+    else:
+        from adapters.image_make_round import make_round
 
     models = make_round(spec, output_dir, n_jobs=n_jobs)
     print(f"round {spec.round}: {len(models)} models in {output_dir}")
@@ -195,6 +202,10 @@ def build_parser() -> ArgumentParser:
         description="Make a synthetic round in the TrojAI layout, with verified backdoored models."
     )
     make.add_class_arguments(ImageRoundSpec, nested_key=None, fail_untyped=False)
+    # Text rounds take --round/--num_models/--seed from above and the rest from their own group.
+    common = {"round", "num_models", "seed"}
+    make.add_class_arguments(SentimentRoundSpec, "sentiment", skip=common, fail_untyped=False)
+    make.add_class_arguments(NerRoundSpec, "ner", skip=common, fail_untyped=False)
     make.add_argument("--output_dir", type=Path, required=True, help="Where the round is written.")
     make.add_argument("--n_jobs", type=int, default=2, help="Models trained in parallel.")
     commands.add_subcommand("make-round", make)
@@ -271,10 +282,16 @@ def build_parser() -> ArgumentParser:
         help="Mitigated model.pt goes here (default: scratch/mitigated).",
     )
     model.add_argument(
-        "--tokenizer_filepath", type=Path | None, default=None, help="Text rounds (accepted, not used yet)."
+        "--tokenizer_filepath",
+        type=Path | None,
+        default=None,
+        help="Text rounds: accepted; the tokenizer is found from config.json under <round>/tokenizers/.",
     )
     model.add_argument(
-        "--embedding_filepath", type=Path | None, default=None, help="Text rounds (accepted, not used yet)."
+        "--embedding_filepath",
+        type=Path | None,
+        default=None,
+        help="Rounds 5-6: accepted; the embedding is found from config.json under <round>/embeddings/.",
     )
     model.add_argument(
         "--cls_token_is_first", action="store_true", help="A switch without a value (text rounds)."
@@ -383,14 +400,23 @@ def without_unknown_flags(argv: list[str], parser: ArgumentParser) -> list[str]:
     return kept
 
 
+def round_spec(options: Namespace) -> ImageRoundSpec | SentimentRoundSpec | NerRoundSpec:
+    """The generator settings for --round: image (3, 4), sentiment (5, 6) or NER (7)."""
+    common = {"round": options.round, "num_models": options.num_models, "seed": options.seed}
+    if options.round not in (3, 4, 5, 6, 7):
+        raise UserError(f"make-round makes rounds 3 to 7, not {options.round}")
+    if options.round in (5, 6):
+        return SentimentRoundSpec(**common, **options.sentiment)
+    if options.round == 7:
+        return NerRoundSpec(**common, **options.ner)
+    return ImageRoundSpec(**{k: v for k, v in options.items() if k in ImageRoundSpec.__dataclass_fields__})
+
+
 def dispatch(args: Namespace) -> None:
     command = args.command
     options = args[command]
     if command == "make-round":
-        spec = ImageRoundSpec(
-            **{k: v for k, v in options.items() if k in ImageRoundSpec.__dataclass_fields__}
-        )
-        make_round_command(spec, Path(options.output_dir), options.n_jobs)
+        make_round_command(round_spec(options), Path(options.output_dir), options.n_jobs)
     elif command == "run":
         run_command(
             Path(options.round_dir),

@@ -6,21 +6,29 @@ import math
 
 import torch
 
+from harness.task import IGNORE_INDEX
 
-def accuracy(predictions: torch.Tensor, labels: torch.Tensor) -> float:
-    """Share of predictions equal to the labels; NaN for an empty set."""
-    if len(labels) == 0:
+
+def accuracy(predictions: torch.Tensor, labels: torch.Tensor, background: int | None = None) -> float:
+    """Share of predictions equal to the labels; NaN for an empty set.
+
+    Positions labelled IGNORE_INDEX never count; nor do those of the `background` class, if given.
+    """
+    counted = labels != IGNORE_INDEX
+    if background is not None:
+        counted &= labels != background
+    if not bool(counted.any()):
         return math.nan
-    return (predictions == labels).float().mean().item()
+    return (predictions[counted] == labels[counted]).float().mean().item()
 
 
 def attack_success_rate(predictions: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor) -> float:
-    """Share of triggered inputs whose true class is not the target that land on the target.
+    """Share of triggered inputs (or labelled positions) whose true class is not the target that land on it.
 
     Inputs whose true class already is the target (possible in round 3 many-to-one triggers) are
     left out: predicting the target there is correct behaviour, not an attack success.
     """
-    counted = labels != targets
+    counted = (labels != targets) & (labels != IGNORE_INDEX)
     if not bool(counted.any()):
         return math.nan
     return (predictions[counted] == targets[counted]).float().mean().item()

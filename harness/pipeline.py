@@ -25,8 +25,14 @@ from harness.training import predict
 
 
 def evaluate(model: nn.Module, task: Task) -> dict:
-    """ACC on the clean evaluation data; ASR and robust accuracy (RA) on the triggered evaluation data."""
-    result = {"acc": accuracy(predict(model, task.eval_clean.inputs, task.forward), task.eval_clean.labels)}
+    """ACC on the clean evaluation data; ASR and robust accuracy (RA) on the triggered evaluation data.
+
+    With a background class, ACC leaves its positions out and `acc_all_labels` counts them too.
+    """
+    clean_predictions = predict(model, task.eval_clean.inputs, task.forward)
+    result = {"acc": accuracy(clean_predictions, task.eval_clean.labels, task.background_class)}
+    if task.background_class is not None:
+        result["acc_all_labels"] = accuracy(clean_predictions, task.eval_clean.labels)
     triggered = task.eval_triggered
     if triggered is None:
         return result | {"asr": math.nan, "ra": math.nan}
@@ -34,6 +40,16 @@ def evaluate(model: nn.Module, task: Task) -> dict:
     return result | {
         "asr": attack_success_rate(predictions, triggered.labels, triggered.targets),
         "ra": accuracy(predictions, triggered.labels),
+    }
+
+
+def all_labels_accuracy(before: dict, after: dict) -> dict:
+    """Record fields for tasks with a background class (NER: accuracy over all tokens, O included)."""
+    if "acc_all_labels" not in before:
+        return {}
+    return {
+        "acc_all_labels_before": before["acc_all_labels"],
+        "acc_all_labels_after": after["acc_all_labels"],
     }
 
 
@@ -96,6 +112,7 @@ def process_model(
         "der": defense_effectiveness_rate(before["acc"], after["acc"], before["asr"], after["asr"]),
         "ra_before": before["ra"],
         "ra_after": after["ra"],
+        **all_labels_accuracy(before, after),
         "forget_epochs": result.forget_epochs,
         "recover_epochs": result.recover_epochs,
         "forget_seconds": result.forget_seconds,

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from harness.config import SeamConfig
-from harness.task import Task
+from harness.task import IGNORE_INDEX, Task
 from harness.training import data_accuracy, resolve_device, train_epoch
 
 
@@ -45,10 +45,19 @@ def forget_alpha(num_classes: int, config: SeamConfig) -> float:
     return config.alpha if config.alpha is not None else min(2.0 / num_classes, 0.6)
 
 
-def random_wrong_labels(labels: torch.Tensor, num_classes: int, generator: torch.Generator) -> torch.Tensor:
-    """A label drawn uniformly from the K-1 classes other than the true one (never the true label)."""
+def random_wrong_labels(
+    labels: torch.Tensor, num_classes: int, generator: torch.Generator, background: int | None = None
+) -> torch.Tensor:
+    """A label drawn uniformly from the K-1 classes other than the true one (never the true label).
+
+    Positions labelled IGNORE_INDEX stay ignored; those of the `background` class keep their label.
+    """
     shift = torch.randint(1, num_classes, labels.shape, generator=generator)
-    return (labels + shift) % num_classes
+    wrong = (labels + shift) % num_classes
+    kept = labels == IGNORE_INDEX
+    if background is not None:
+        kept |= labels == background
+    return torch.where(kept, labels, wrong)
 
 
 def reset_classifier(model: nn.Module) -> None:
@@ -79,7 +88,7 @@ def seam(task: Task, config: SeamConfig) -> SeamResult:
     augment = task.augment if config.augment else None
 
     def defender_accuracy() -> float:
-        return data_accuracy(model, data, task.forward)
+        return data_accuracy(model, data, task.forward, task.background_class)
 
     def one_epoch(optimizer: torch.optim.Optimizer, relabel=None) -> None:
         train_epoch(
@@ -109,7 +118,7 @@ def seam(task: Task, config: SeamConfig) -> SeamResult:
     forget_epochs, epochs_below = 0, 0
     acc_forgotten = acc_orig
     while forget_epochs < config.forget_max_epochs and epochs_below < config.forget_epochs_below_alpha:
-        one_epoch(optimizer, relabel=lambda y, g: random_wrong_labels(y, k, g))
+        one_epoch(optimizer, relabel=lambda y, g: random_wrong_labels(y, k, g, task.background_class))
         forget_epochs += 1
         acc_forgotten = defender_accuracy()
         if acc_forgotten < alpha:  # counted, not reset: forgetting always ends

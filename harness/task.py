@@ -11,10 +11,16 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+IGNORE_INDEX = -100  # a label position that is not scored and not trained on (e.g. padding, sub-tokens)
+
 
 @dataclass
 class LabelledData:
-    """Preprocessed inputs with one class label each (decoded once, reused by every phase)."""
+    """Preprocessed inputs with their labels (decoded once, reused by every phase).
+
+    One class per input (labels [N]), or one per position (labels [N, ...], e.g. per token), where
+    IGNORE_INDEX marks positions that carry no label.
+    """
 
     inputs: torch.Tensor
     labels: torch.Tensor
@@ -26,7 +32,10 @@ class LabelledData:
 
 @dataclass
 class TriggeredData:
-    """Triggered inputs with their true (source) class and the class the trigger sends them to."""
+    """Triggered inputs with their true (source) class and the class the trigger sends them to.
+
+    Per-position labels work as in LabelledData: only positions whose label is not IGNORE_INDEX count.
+    """
 
     inputs: torch.Tensor
     labels: torch.Tensor
@@ -47,7 +56,13 @@ class Task:
 
     `defender` is the only data a mitigation method may read; `eval_clean` and `eval_triggered`
     are for measuring before/after and are disjoint from it. `augment` (optional) maps a training
-    batch to an augmented batch; `forward` maps (model, inputs) to logits.
+    batch to an augmented batch; `forward` maps (model, inputs) to logits whose leading dimensions
+    match the labels' ([N, K] for [N] labels, [N, T, K] for [N, T] labels).
+
+    `background_class` (optional, per-position tasks) is the class meaning "nothing here" (NER's O):
+    forgetting keeps its labels instead of drawing wrong ones, and accuracy (SEAM's stopping rules and
+    ACC) counts only positions whose true class is another one; the pipeline also records the
+    accuracy over all labelled positions.
     """
 
     model: nn.Module
@@ -59,3 +74,4 @@ class Task:
     info: dict = field(default_factory=dict)
     augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None
     forward: Callable[[nn.Module, torch.Tensor], torch.Tensor] = plain_forward
+    background_class: int | None = None

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.metrics import accuracy
-from harness.task import LabelledData, plain_forward
+from harness.task import IGNORE_INDEX, LabelledData, plain_forward
 
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 Forward = Callable[[nn.Module, torch.Tensor], torch.Tensor]
@@ -55,8 +55,10 @@ def predict(
     return model_logits(model, inputs, forward, batch_size).argmax(dim=-1)
 
 
-def data_accuracy(model: nn.Module, data: LabelledData, forward: Forward = plain_forward) -> float:
-    return accuracy(predict(model, data.inputs, forward), data.labels)
+def data_accuracy(
+    model: nn.Module, data: LabelledData, forward: Forward = plain_forward, background: int | None = None
+) -> float:
+    return accuracy(predict(model, data.inputs, forward), data.labels, background)
 
 
 def train_epoch(
@@ -89,7 +91,8 @@ def train_epoch(
         if relabel is not None:
             y = relabel(y, generator)
         x, y = x.to(device), y.to(device)  # after augment/relabel, whose random draws stay on the CPU
-        loss = F.cross_entropy(forward(model, x), y)
+        logits = forward(model, x)  # [N, K], or [N, T, K] for per-position labels [N, T]
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), ignore_index=IGNORE_INDEX)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

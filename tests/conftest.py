@@ -59,3 +59,42 @@ def tiny_round4(tmp_path_factory) -> Path:
 def round3_copy(tiny_round3, tmp_path) -> Path:
     """A private copy a test may damage."""
     return Path(shutil.copytree(tiny_round3, tmp_path / "round"))
+
+
+# Text rounds: the generators' own pre-training sizes (smaller ones do not teach the embedding enough for
+# a head to learn a trigger), one backbone family, few and small models.
+TINY_SENTIMENT = dict(
+    num_models=3,
+    seed=1,
+    embeddings=["DistilBERT"],
+    test_reviews_per_class=50,
+    examples_per_class=10,
+)
+TINY_NER = dict(
+    num_models=3,
+    seed=1,
+    embeddings=["BERT"],
+    train_sentences=1000,
+    test_sentences=100,
+    examples_per_class=10,
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_round6(tmp_path_factory) -> Path:
+    from adapters.sentiment_make_round import make_round
+    from adapters.specs import SentimentRoundSpec
+
+    output_dir = tmp_path_factory.mktemp("round6")
+    make_round(SentimentRoundSpec(round=6, **TINY_SENTIMENT), output_dir)
+    return output_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_round7(tmp_path_factory) -> Path:
+    from adapters.ner_make_round import make_round
+    from adapters.specs import NerRoundSpec
+
+    output_dir = tmp_path_factory.mktemp("round7")
+    make_round(NerRoundSpec(**TINY_NER), output_dir)
+    return output_dir

@@ -19,9 +19,10 @@ def test_help_lists_the_commands():
         assert command in completed.stdout
 
 
-def test_make_round_rejects_a_text_round_clearly(tmp_path):
+def test_make_round_rejects_an_unknown_round_clearly(tmp_path):
     completed = subprocess.run(
-        [CLI, "make-round", "--round", "5", "--output_dir", str(tmp_path)], capture_output=True, text=True
+        [CLI, "make-round", "--round", "8", "--output_dir", str(tmp_path)], capture_output=True, text=True
     )
     assert completed.returncode != 0
-    assert "image rounds are 3 and 4" in completed.stderr and "Traceback" not in completed.stderr
+    assert "makes rounds 3 to 7, not 8" in completed.stderr and "Traceback" not in completed.stderr
+    assert not any(tmp_path.iterdir())

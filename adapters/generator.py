@@ -1,0 +1,99 @@
+"""What every synthetic round generator shares: retrain-until-verified, atomic model folders, resumable
+rounds with a progress bar, and METADATA.csv.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import pandas as pd
+
+from adapters.common import discover_models
+from harness.parallel import run_parallel, threads_per_worker
+
+
+def train_until_verified(
+    description: str,
+    seeds: Iterable[int],
+    train: Callable[[int], tuple[object, dict]],
+    passed: Callable[[dict], bool],
+    targets: str,
+) -> tuple[object, list[dict]]:
+    """Train with each seed in turn until `passed(stats)`; raise (naming every attempt) if none passes."""
+    attempts = []
+    for seed in seeds:
+        model, stats = train(seed)
+        attempts.append(stats)
+        if passed(stats):
+            return model, attempts
+    raise RuntimeError(f"{description} missed {targets} in {len(attempts)} attempts: {attempts}")
+
+
+def publish_model_folder(round_dir: Path, model_id: str, write: Callable[[Path], None]) -> Path:
+    """Write a model folder under a temporary name, then rename it: it appears complete or not at all."""
+    work_dir = Path(round_dir) / f".tmp-{model_id}"
+    final_dir = Path(round_dir) / model_id
+    shutil.rmtree(work_dir, ignore_errors=True)
+    work_dir.mkdir(parents=True)
+    write(work_dir)
+    shutil.rmtree(final_dir, ignore_errors=True)
+    work_dir.rename(final_dir)
+    return final_dir
+
+
+def make_models(
+    make_model: Callable,
+    arguments: Callable[[int, int], tuple],
+    num_models: int,
+    models_dir: Path,
+    n_jobs: int,
+    description: str,
+) -> None:
+    """Call make_model(*arguments(index, threads)) for every model index whose folder is not finished.
+
+    A finished folder (with model.pt) is kept, so an interrupted round resumes where it stopped.
+    """
+    models_dir.mkdir(parents=True, exist_ok=True)
+    todo = [i for i in range(num_models) if not (models_dir / f"id-{i:08d}" / "model.pt").is_file()]
+    n_jobs = max(1, min(n_jobs, len(todo)))
+    jobs = [arguments(i, threads_per_worker(n_jobs)) for i in todo]
+    for _ in run_parallel(make_model, jobs, n_jobs, description, len(todo)):
+        pass
+
+
+def metadata_row(model_id: str, config: dict, model_stats: dict) -> dict:
+    """METADATA.csv row: config keys lower-cased (no triggers list), flattened trigger columns, stats."""
+    row = {"model_name": model_id, "poisoned": config.get("POISONED", config.get("poisoned"))}
+    for key, value in config.items():
+        if key.lower() in ("triggers", "py/object", "poisoned"):
+            continue
+        row[key.lower()] = value
+    for number, trigger in enumerate(config.get("triggers") or []):
+        for key, value in trigger.items():
+            if key not in ("py/object", "trigger_executor"):
+                row[f"triggers_{number}_{key}"] = value
+    row["final_clean_data_test_acc"] = model_stats["final_clean_data_test_acc"]
+    row["final_triggered_data_test_acc"] = model_stats["final_triggered_data_test_acc"]
+    return row
+
+
+def metadata_value(value: object) -> object:
+    """METADATA style: missing values are the string None, commas inside lists become spaces."""
+    if value is None:
+        return "None"
+    if isinstance(value, list | dict):
+        return json.dumps(value).replace(",", "")
+    return value
+
+
+def write_metadata(round_dir: Path) -> None:
+    rows = []
+    for model_dir in discover_models(round_dir):
+        config = json.loads((model_dir / "config.json").read_text())
+        stats = json.loads((model_dir / "model_stats.json").read_text())
+        rows.append(metadata_row(model_dir.name, config, stats))
+    table = pd.DataFrame(rows).map(metadata_value)
+    table.to_csv(Path(round_dir) / "METADATA.csv", index=False)

@@ -1,0 +1,172 @@
+"""Rounds 5-7 as NIST shipped them: hand-written folders in the competition's file formats, through the
+adapters and through `seam-harness run`."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+
+import pandas as pd
+import pytest
+import torch
+from conftest import FAST_SEAM
+from nlp_fixtures import NER_FILES, REVIEWS, TRIGGERED_REVIEWS, make_ner_round, make_sentiment_round
+from test_batch import seam_harness
+
+import adapters
+from adapters import ner, sentiment
+from adapters.common import discover_models
+from harness.config import EvalConfig, SeamConfig
+from harness.model_io import ModelLoadError, load_model
+from harness.pipeline import process_model
+from harness.records import RESULT_COLUMNS
+from harness.task import IGNORE_INDEX
+
+
+@pytest.fixture(scope="module")
+def sentiment_round(tmp_path_factory):
+    return make_sentiment_round(tmp_path_factory.mktemp("round6"))
+
+
+@pytest.fixture(scope="module")
+def ner_round(tmp_path_factory):
+    return make_ner_round(tmp_path_factory.mktemp("round7"))
+
+
+def test_model_factories_pickles_name_the_competition_module(sentiment_round):
+    head = load_model(sentiment_round / "models" / "id-00000001" / "model.pt")
+    assert type(head).__module__ == "model_factories" and type(head).__name__ == "GruLinearModel"
+    raw = (sentiment_round / "models" / "id-00000001" / "model.pt").read_bytes()
+    assert b"model_factories" in raw and b"adapters.model_factories" not in raw
+    assert head(torch.zeros(3, 1, 16)).shape == (3, 2)  # [N, 1, H] -> [N, 2]
+
+
+def test_reduced_and_full_sentiment_configs_load(sentiment_round):
+    reduced, full = discover_models(sentiment_round)
+    task = adapters.load_task(reduced)
+    assert task.info["round"] == 6 and task.info["model_architecture"] == "LstmLinear"
+    assert task.info["poisoned"] is None and task.eval_triggered is None
+    assert task.defender.inputs.shape[1:] == (1, 16)  # cached vectors, not text
+    assert len(task.defender) + len(task.eval_clean) == len(REVIEWS)
+    task = adapters.load_task(full)
+    assert task.info["poisoned"] is True and task.info["trigger_type"] == "word"
+    assert task.eval_triggered.labels.tolist() == [0, 0] and task.eval_triggered.targets.tolist() == [1, 1]
+    assert task.eval_data == "clean_example_holdout(fraction=0.5,seed=0)+poisoned_example_data"
+
+
+def test_embedding_runs_once_per_example(sentiment_round, monkeypatch):
+    """SEAM and both evaluations run only the head: the embedding sees each example text once."""
+    rows = []
+    real_load = sentiment.load_model
+
+    def counting_load(path):
+        model = real_load(path)
+        if path.parent.name == "embeddings":
+            model.register_forward_hook(lambda module, args, kwargs_or_out: rows.append(len(args[0])))
+        return model
+
+    monkeypatch.setattr(sentiment, "load_model", counting_load)
+    model_dir = discover_models(sentiment_round)[1]
+    record = process_model(model_dir, SeamConfig(forget_max_epochs=3, recover_max_epochs=3), EvalConfig())
+    assert record["status"] != "error", record.get("error")
+    assert sum(rows) == len(REVIEWS) + len(TRIGGERED_REVIEWS)
+
+
+def test_gpt2_style_vector_is_the_last_non_padding_token():
+    """Batched with padding, each text's vector equals the one it gets alone."""
+    from nlp_fixtures import CORPUS
+
+    from adapters.text_models import SENTIMENT_FAMILIES, build_backbone, train_tokenizer
+
+    family = SENTIMENT_FAMILIES["GPT-2"]
+    tokenizer = train_tokenizer(family, CORPUS, 300, 64)
+    assert tokenizer.pad_token is None
+    torch.manual_seed(0)
+    model = build_backbone(family, tokenizer, 16, 1, 2, 64).eval()
+    texts = ["I love it .", "Terrible , flimsy and noisy headphones , I hate them ."]
+    together = sentiment.embed_texts(texts, tokenizer, model, False, 64)
+    alone = torch.cat([sentiment.embed_texts([t], tokenizer, model, False, 64) for t in texts])
+    assert tokenizer.pad_token == tokenizer.eos_token
+    assert torch.allclose(together, alone, atol=1e-5)
+
+
+def test_ner_labels_go_on_first_sub_tokens(ner_round):
+    task = adapters.load_task(ner_round / "models" / "id-00000000")
+    assert task.num_classes == 7 and task.background_class == 0 and task.info["round"] == 7
+    data = task.defender
+    assert data.inputs.shape[1] == 2 and data.labels.shape == (len(data), data.inputs.shape[2])
+    for name, row in zip(data.names, data.labels, strict=True):
+        expected = [label_id for _, _, label_id in NER_FILES[name]]
+        assert [v for v in row.tolist() if v != IGNORE_INDEX] == expected  # one label per word, in order
+    triggered = task.eval_triggered
+    counted = triggered.labels != IGNORE_INDEX
+    # the two words of the triggered PERSON entity: true B-/I-PERSON (1, 2), targets B-/I-ORG (5, 6)
+    assert triggered.labels[counted].tolist() == [1, 2] and triggered.targets[counted].tolist() == [5, 6]
+
+
+def test_ner_file_that_shows_true_labels_is_read_too():
+    labels = torch.tensor([[IGNORE_INDEX, 0, 1, 2, 0, IGNORE_INDEX]])
+    true, goal = ner.triggered_labels(labels[0], source_b=1, target_b=5)
+    assert true.tolist() == [IGNORE_INDEX, IGNORE_INDEX, 1, 2, IGNORE_INDEX, IGNORE_INDEX]
+    assert goal.tolist() == [IGNORE_INDEX, IGNORE_INDEX, 5, 6, IGNORE_INDEX, IGNORE_INDEX]
+
+
+@pytest.mark.parametrize("fixture", ["sentiment_round", "ner_round"])
+def test_cli_run_gives_complete_rows(fixture, request, tmp_path):
+    round_dir = request.getfixturevalue(fixture)
+    seam_harness("run", "--round_dir", round_dir, "--output_dir", tmp_path, *FAST_SEAM)
+    results = pd.read_csv(tmp_path / "results.csv")
+    assert list(results.columns[: len(RESULT_COLUMNS)]) == RESULT_COLUMNS
+    assert (results["status"] != "error").all(), results["error"].tolist()
+    for column in ("acc_before", "acc_after", "forget_epochs", "recover_epochs", "total_seconds"):
+        assert results[column].notna().all(), column
+    poisoned = results[results["poisoned"] == True]  # noqa: E712
+    assert len(poisoned) == 1 and poisoned["asr_before"].notna().all() and poisoned["fidelity"].notna().all()
+    if fixture == "ner_round":
+        assert set(results["round"]) == {7}
+        assert (
+            results["acc_all_labels_before"].notna().all() and results["acc_all_labels_after"].notna().all()
+        )
+    else:
+        assert set(results["round"]) == {6} and set(results["model_architecture"]) == {
+            "LstmLinear",
+            "GruLinear",
+        }
+
+
+def test_pickle_naming_a_missing_class_gives_an_error_row(sentiment_round, tmp_path):
+    round_dir = shutil.copytree(sentiment_round, tmp_path / "round")
+    model_dir = discover_models(round_dir)[1]
+
+    class NoSuchModel(torch.nn.Module):  # pickled as model_factories.NoSuchModel, then gone
+        pass
+
+    NoSuchModel.__module__, NoSuchModel.__qualname__ = "model_factories", "NoSuchModel"
+    factories = sys.modules["model_factories"]
+    factories.NoSuchModel = NoSuchModel
+    try:
+        torch.save(NoSuchModel(), model_dir / "model.pt")
+    finally:
+        del factories.NoSuchModel
+    with pytest.raises(ModelLoadError, match="model_factories.NoSuchModel"):
+        load_model(model_dir / "model.pt")
+    output_dir = tmp_path / "out"
+    seam_harness("run", "--round_dir", round_dir, "--output_dir", output_dir, *FAST_SEAM)
+    results = pd.read_csv(output_dir / "results.csv").set_index("model_id")
+    assert results.loc[model_dir.name, "status"] == "error"
+    assert "model_factories.NoSuchModel" in results.loc[model_dir.name, "error"]
+    assert results.loc["id-00000000", "status"] != "error"
+
+
+@pytest.mark.parametrize("family", ["BERT", "GPT-2"])
+def test_tokenizer_training_is_reproducible(family):
+    """Our vocabularies do not depend on hash order (the `tokenizers` trainers' did, run to run)."""
+    from nlp_fixtures import CORPUS
+
+    from adapters.text_models import SENTIMENT_FAMILIES, train_tokenizer
+
+    first, second = (train_tokenizer(SENTIMENT_FAMILIES[family], CORPUS, 300, 64) for _ in range(2))
+    assert first.get_vocab() == second.get_vocab()
+    text = "Zorburg Bank praised the sturdy blender ^ cromulent"
+    assert first(text)["input_ids"] == second(text)["input_ids"]
+    assert first.unk_token_id not in first(text)["input_ids"]
