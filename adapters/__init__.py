@@ -11,7 +11,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from adapters.common import RoundFormatError, discover_models, read_config
+from adapters.common import NamedFiles, RoundFormatError, discover_models, read_config
 
 if TYPE_CHECKING:
     from harness.task import Task
@@ -37,11 +37,12 @@ def load_task(
     holdout_seed: int = 0,
     model_file: Path | None = None,
     examples_dir: Path | None = None,
+    named: NamedFiles | None = None,
 ) -> Task:
     """The Task for one model folder, whatever its round type."""
     config = read_config(model_dir)
     adapter = adapter_for(config, model_dir)
-    return adapter.load_task(model_dir, holdout_fraction, holdout_seed, model_file, examples_dir)
+    return adapter.load_task(model_dir, holdout_fraction, holdout_seed, model_file, examples_dir, named)
 
 
 def mitigation_adapter(model_file: Path) -> ModuleType:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -120,6 +121,18 @@ def round_root(model_dir: Path) -> Path:
     """The round folder of a model folder: the parent of `models/`, else the model folder's parent."""
     parent = Path(model_dir).resolve().parent
     return parent.parent if parent.name == "models" else parent
+
+
+@dataclass
+class NamedFiles:
+    """What the per-model entrypoint's flags name (TrojAI container API); None: found from config.json.
+
+    The NIST server passed `--cls_token_is_first` only when it was true, so its absence defers to config.json.
+    """
+
+    tokenizer: Path | None = None
+    embedding: Path | None = None
+    cls_token_is_first: bool | None = None
 
 
 def find_round_file(model_dir: Path, folder: str, name: str) -> Path:

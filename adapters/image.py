@@ -16,6 +16,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from adapters.common import (
+    NamedFiles,
     RoundFormatError,
     choose_evaluation_data,
     example_folder,
@@ -169,6 +170,7 @@ def load_task(
     holdout_seed: int = 0,
     model_file: Path | None = None,
     examples_dir: Path | None = None,
+    named: NamedFiles | None = None,  # text rounds only
 ) -> Task:
     """Build the Task for one model folder (see README, "Evaluation protocol").
 

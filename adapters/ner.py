@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from adapters.common import (
+    NamedFiles,
     RoundFormatError,
     choose_evaluation_data,
     example_folder,
@@ -169,11 +170,14 @@ def load_task(
     holdout_seed: int = 0,
     model_file: Path | None = None,
     examples_dir: Path | None = None,
+    named: NamedFiles | None = None,
 ) -> Task:
     model_dir = Path(model_dir)
     config = read_config(model_dir)
     model = load_model(model_file or model_dir / "model.pt")
-    encoder = Encoder(load_tokenizer(find_round_file(model_dir, "tokenizers", tokenizer_file_name(config))))
+    named = named or NamedFiles()
+    tokenizer = named.tokenizer or find_round_file(model_dir, "tokenizers", tokenizer_file_name(config))
+    encoder = Encoder(load_tokenizer(tokenizer))
     clean = read_clean_examples(Path(examples_dir) if examples_dir else example_folder(model_dir), encoder)
     defender, eval_clean, eval_triggered, eval_data = choose_evaluation_data(
         model_dir,

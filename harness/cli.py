@@ -11,6 +11,7 @@ from pathlib import Path
 
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 
+from adapters.common import NamedFiles
 from adapters.specs import ImageRoundSpec, NerRoundSpec, SentimentRoundSpec
 from harness.config import EvalConfig, SeamConfig, round_config_path
 from harness.slurm import SlurmOptions
@@ -77,6 +78,7 @@ def model_command(
     output_dirpath: Path | None,
     seam: SeamConfig,
     eval: EvalConfig,
+    named: NamedFiles | None = None,
 ) -> None:
     """One model, TrojAI container style: config.json beside the model, examples where the flag says."""
     import json
@@ -87,7 +89,13 @@ def model_command(
     scratch_dirpath.mkdir(parents=True, exist_ok=True)
     output_dirpath = output_dirpath or scratch_dirpath / "mitigated"
     record = process_model(
-        model_filepath.parent, seam, eval, output_dirpath / "model.pt", model_filepath, examples_dirpath
+        model_filepath.parent,
+        seam,
+        eval,
+        output_dirpath / "model.pt",
+        model_filepath,
+        examples_dirpath,
+        named,
     )
     write_json(result_filepath, record)
     shown = (
@@ -285,16 +293,18 @@ def build_parser() -> ArgumentParser:
         "--tokenizer_filepath",
         type=Path | None,
         default=None,
-        help="Text rounds: accepted; the tokenizer is found from config.json under <round>/tokenizers/.",
+        help="Text rounds (default: from config.json, under <round>/tokenizers/ or beside the model).",
     )
     model.add_argument(
         "--embedding_filepath",
         type=Path | None,
         default=None,
-        help="Rounds 5-6: accepted; the embedding is found from config.json under <round>/embeddings/.",
+        help="Rounds 5-6 (default: from config.json, under <round>/embeddings/ or beside the model).",
     )
     model.add_argument(
-        "--cls_token_is_first", action="store_true", help="A switch without a value (text rounds)."
+        "--cls_token_is_first",
+        action="store_true",
+        help="Rounds 5-6, a switch without a value (absent: config.json's cls_token_is_first).",
     )
     model.add_class_arguments(SeamConfig, "seam")
     model.add_class_arguments(EvalConfig, "eval")
@@ -443,6 +453,11 @@ def dispatch(args: Namespace) -> None:
             Path(options.output_dirpath) if options.output_dirpath else None,
             SeamConfig(**options.seam),
             EvalConfig(**options.eval),
+            NamedFiles(
+                tokenizer=Path(options.tokenizer_filepath) if options.tokenizer_filepath else None,
+                embedding=Path(options.embedding_filepath) if options.embedding_filepath else None,
+                cls_token_is_first=True if options.cls_token_is_first else None,
+            ),
         )
     elif command == "mitigate":
         model_filepath = Path(options.model_filepath)

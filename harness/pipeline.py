@@ -15,6 +15,7 @@ from pathlib import Path
 from torch import nn
 
 import adapters
+from adapters.common import NamedFiles
 from harness import __version__
 from harness.config import EvalConfig, SeamConfig
 from harness.metrics import accuracy, attack_success_rate, defense_effectiveness_rate, fidelity
@@ -69,13 +70,14 @@ def process_model(
     save_path: Path | None = None,
     model_file: Path | None = None,
     examples_dir: Path | None = None,
+    named: NamedFiles | None = None,
 ) -> dict:
     """Mitigate one model with SEAM and return its record (an error record if anything fails)."""
     model_dir = Path(model_dir)
     started = time.perf_counter()
     try:
         task = adapters.load_task(
-            model_dir, eval_config.holdout_fraction, eval_config.holdout_seed, model_file, examples_dir
+            model_dir, eval_config.holdout_fraction, eval_config.holdout_seed, model_file, examples_dir, named
         )
         load_seconds = time.perf_counter() - started
 

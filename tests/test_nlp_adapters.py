@@ -3,6 +3,7 @@ adapters and through `seam-harness run`."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 
@@ -16,11 +17,15 @@ from test_batch import seam_harness
 import adapters
 from adapters import ner, sentiment
 from adapters.common import discover_models
-from harness.config import EvalConfig, SeamConfig
+from harness.config import EvalConfig, SeamConfig, round_seam_config
 from harness.model_io import ModelLoadError, load_model
 from harness.pipeline import process_model
 from harness.records import RESULT_COLUMNS
 from harness.task import IGNORE_INDEX
+
+FAST_SETTINGS = dict(  # what conftest.FAST_SEAM sets on the command line
+    forget_max_epochs=3, forget_epochs_below_alpha=1, recover_max_epochs=3, recover_epochs_after_goal=0
+)
 
 
 @pytest.fixture(scope="module")
@@ -170,3 +175,41 @@ def test_tokenizer_training_is_reproducible(family):
     text = "Zorburg Bank praised the sturdy blender ^ cromulent"
     assert first(text)["input_ids"] == second(text)["input_ids"]
     assert first.unk_token_id not in first(text)["input_ids"]
+
+
+@pytest.mark.parametrize("fixture", ["sentiment_round", "ner_round"])
+def test_model_entrypoint_on_a_server_shaped_text_folder(fixture, request, tmp_path):
+    """The NIST server's shape: model.pt, config.json and example_data/ in an anonymous folder; the round's
+    tokenizer (and embedding) named by flag, as the server passed them; same numbers as the batch path."""
+    round_dir = request.getfixturevalue(fixture)
+    source = discover_models(round_dir)[0]
+    active = tmp_path / "active"
+    active.mkdir()
+    for name in ("model.pt", "config.json"):
+        shutil.copy(source / name, active / name)
+    examples = (
+        source / "example_data" if (source / "example_data").is_dir() else source / "clean_example_data"
+    )
+    shutil.copytree(examples, active / "example_data")
+    config = adapters.common.read_config(source)
+    file_name = config.get("embedding_filename") or config.get("tokenizer_filename")
+    if file_name is None:  # full config: <embedding>-<flavor>.pt
+        file_name = next((round_dir / "tokenizers").iterdir()).name
+    flags = ["--tokenizer_filepath", round_dir / "tokenizers" / file_name]
+    if fixture == "sentiment_round":
+        flags += ["--embedding_filepath", round_dir / "embeddings" / file_name, "--cls_token_is_first"]
+    result = tmp_path / "result.json"
+    completed = seam_harness(
+        "model", "--model_filepath", active / "model.pt", "--result_filepath", result,
+        "--scratch_dirpath", tmp_path / "scratch", "--examples_dirpath", active / "example_data",
+        *flags, *FAST_SEAM,
+    )  # fmt: skip
+    record = json.loads(result.read_text())
+    assert record["status"] != "error", record.get("error")
+    assert record["model_id"] == "active", completed.stdout
+
+    # the batch path's function on the original folder (files found from the round layout)
+    seam = round_seam_config(record["round"], **FAST_SETTINGS)
+    batch = process_model(source, seam, EvalConfig())
+    for key in ("acc_before", "acc_after", "forget_epochs", "recover_epochs", "status"):
+        assert batch[key] == record[key], key
