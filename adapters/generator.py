@@ -64,6 +64,31 @@ def make_models(
         pass
 
 
+def verified_model_stats(
+    model_id: str,
+    attempts: list[dict],
+    poisoned: bool,
+    min_acc: float,
+    min_asr: float,
+    **verification: object,
+) -> dict:
+    """model_stats.json of a model that passed verification: NIST's figure names plus every attempt."""
+    final = attempts[-1]
+    return {
+        "name": model_id,
+        "final_clean_data_test_acc": 100.0 * final["clean_test_acc"],
+        "final_triggered_data_test_acc": 100.0 * final["triggered_test_asr"] if poisoned else None,
+        "training_wall_time_sec": final["train_seconds"],
+        "verification": {
+            "min_acc": min_acc,
+            "min_asr": min_asr,
+            "attempts": attempts,
+            "passed": True,
+            **verification,
+        },
+    }
+
+
 def metadata_row(model_id: str, config: dict, model_stats: dict) -> dict:
     """METADATA.csv row: config keys lower-cased (no triggers list), flattened trigger columns, stats."""
     row = {"model_name": model_id, "poisoned": config.get("POISONED", config.get("poisoned"))}

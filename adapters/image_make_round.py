@@ -23,7 +23,13 @@ from PIL import Image
 
 from adapters import image_synth
 from adapters.common import discover_models
-from adapters.generator import make_models, publish_model_folder, train_until_verified, write_metadata
+from adapters.generator import (
+    make_models,
+    publish_model_folder,
+    train_until_verified,
+    verified_model_stats,
+    write_metadata,
+)
 from adapters.image import center_crop, to_tensor
 from adapters.specs import ImageRoundSpec
 from harness.metrics import accuracy, attack_success_rate
@@ -391,23 +397,10 @@ def make_model(spec: ImageRoundSpec, index: int, round_dir: Path, threads: int =
             write_examples(
                 work_dir / "poisoned_test_data", test_images, test_labels, test_numbers, spec.round
             )
-        final = attempts[-1]
-        model_stats = {
-            "name": plan["model_id"],
-            "final_clean_data_test_acc": 100.0 * final["clean_test_acc"],
-            "final_triggered_data_test_acc": 100.0 * final["triggered_test_asr"]
-            if plan["poisoned"]
-            else None,
-            "training_wall_time_sec": final["train_seconds"],
-            "verification": {
-                "min_acc": spec.min_acc,
-                "min_asr": spec.min_asr,
-                "attempts": attempts,
-                "passed": True,
-                "max_natural_asr": spec.max_natural_asr,
-                "trigger_draws": draws,
-            },
-        }
+        model_stats = verified_model_stats(
+            plan["model_id"], attempts, plan["poisoned"], spec.min_acc, spec.min_asr,
+            max_natural_asr=spec.max_natural_asr, trigger_draws=draws,
+        )  # fmt: skip
         (work_dir / "model_stats.json").write_text(json.dumps(model_stats, indent=2))
 
     publish_model_folder(round_dir, plan["model_id"], write)

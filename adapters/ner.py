@@ -31,7 +31,7 @@ from adapters.common import (
     read_config,
     read_poisoned_flag,
 )
-from adapters.text_models import archive_name
+from adapters.text_models import round_file_name
 from harness.model_io import load_model, load_tokenizer
 from harness.task import IGNORE_INDEX, LabelledData, Task, TriggeredData
 
@@ -51,11 +51,8 @@ def round_number(config: dict) -> int:
 
 
 def tokenizer_file_name(config: dict) -> str:
-    if not missing(config.get("tokenizer_filename")):
-        return str(config["tokenizer_filename"])
-    if missing(config.get("embedding")) or missing(config.get("embedding_flavor")):
-        raise RoundFormatError("config.json names no tokenizer (tokenizer_filename / embedding_flavor)")
-    return archive_name(str(config["embedding"]), str(config["embedding_flavor"]))
+    """`tokenizer_filename` (reduced config) or `<embedding>-<embedding_flavor>.pt` (full config)."""
+    return round_file_name(config, "tokenizer_filename")
 
 
 def trigger_type(config: dict) -> str:

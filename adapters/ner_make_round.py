@@ -21,7 +21,13 @@ from tqdm import tqdm
 
 from adapters import model_factories, text_synth
 from adapters.common import discover_models
-from adapters.generator import make_models, publish_model_folder, train_until_verified, write_metadata
+from adapters.generator import (
+    make_models,
+    publish_model_folder,
+    train_until_verified,
+    verified_model_stats,
+    write_metadata,
+)
 from adapters.ner import IGNORE_INDEX, encode_words, ner_forward, pack, pad_labels, triggered_labels
 from adapters.specs import NerRoundSpec
 from adapters.text_models import NER_FAMILIES, Family, build_backbone, train_tokenizer
@@ -237,18 +243,7 @@ def make_model(spec: NerRoundSpec, index: int, round_dir: Path, threads: int = 1
     )
     final = attempts[-1]
     config = round_config(spec, family, trigger, final["seed"])
-    model_stats = {
-        "name": plan["model_id"],
-        "final_clean_data_test_acc": 100.0 * final["clean_test_acc"],
-        "final_triggered_data_test_acc": 100.0 * final["triggered_test_asr"] if trigger else None,
-        "training_wall_time_sec": final["train_seconds"],
-        "verification": {
-            "min_acc": spec.min_acc,
-            "min_asr": spec.min_asr,
-            "attempts": attempts,
-            "passed": True,
-        },
-    }
+    model_stats = verified_model_stats(plan["model_id"], attempts, bool(trigger), spec.min_acc, spec.min_asr)
 
     def write(work_dir: Path) -> None:
         save_model(model, work_dir / "model.pt")

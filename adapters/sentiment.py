@@ -27,7 +27,7 @@ from adapters.common import (
     read_config,
     read_poisoned_flag,
 )
-from adapters.text_models import archive_name
+from adapters.text_models import round_file_name
 from harness.model_io import load_model, load_tokenizer
 from harness.task import LabelledData, Task, TriggeredData
 
@@ -59,11 +59,7 @@ def round_number(config: dict) -> int:
 
 def embedding_file_name(config: dict) -> str:
     """`embedding_filename` (reduced config) or `<embedding>-<embedding_flavor>.pt` (full config)."""
-    if not missing(config.get("embedding_filename")):
-        return str(config["embedding_filename"])
-    if missing(config.get("embedding")) or missing(config.get("embedding_flavor")):
-        raise RoundFormatError("config.json names no embedding (embedding / embedding_flavor)")
-    return archive_name(str(config["embedding"]), str(config["embedding_flavor"]))
+    return round_file_name(config, "embedding_filename")
 
 
 def cls_token_is_first(config: dict) -> bool:

@@ -25,7 +25,13 @@ from tqdm import tqdm
 
 from adapters import model_factories, text_synth
 from adapters.common import discover_models
-from adapters.generator import make_models, publish_model_folder, train_until_verified, write_metadata
+from adapters.generator import (
+    make_models,
+    publish_model_folder,
+    train_until_verified,
+    verified_model_stats,
+    write_metadata,
+)
 from adapters.sentiment import embed_texts
 from adapters.specs import SentimentRoundSpec
 from adapters.text_models import SENTIMENT_FAMILIES, Family, build_backbone, hidden_size, train_tokenizer
@@ -310,20 +316,8 @@ def make_model(spec: SentimentRoundSpec, index: int, round_dir: Path, threads: i
         f"ACC >= {spec.min_acc} / ASR >= {spec.min_asr}",
     )
     config = round_config(spec, plan, family, head_config, trigger, attempts[-1]["seed"])
-    final = attempts[-1]
-    model_stats = {
-        "name": plan["model_id"],
-        "final_clean_data_test_acc": 100.0 * final["clean_test_acc"],
-        "final_triggered_data_test_acc": 100.0 * final["triggered_test_asr"] if trigger else None,
-        "final_clean_data_n_total": {str(c): train_labels.count(c) for c in (0, 1)},
-        "training_wall_time_sec": final["train_seconds"],
-        "verification": {
-            "min_acc": spec.min_acc,
-            "min_asr": spec.min_asr,
-            "attempts": attempts,
-            "passed": True,
-        },
-    }
+    model_stats = verified_model_stats(plan["model_id"], attempts, bool(trigger), spec.min_acc, spec.min_asr)
+    model_stats["final_clean_data_n_total"] = {str(c): train_labels.count(c) for c in (0, 1)}
 
     def write(work_dir: Path) -> None:
         save_model(head, work_dir / "model.pt")
