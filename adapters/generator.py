@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -17,18 +17,24 @@ from harness.parallel import run_parallel, threads_per_worker
 
 def train_until_verified(
     description: str,
-    seeds: Iterable[int],
     train: Callable[[int], tuple[object, dict]],
-    passed: Callable[[dict], bool],
-    targets: str,
+    round_seed: int,
+    index: int,
+    max_attempts: int,
+    min_acc: float,
+    min_asr: float,
+    poisoned: bool,
 ) -> tuple[object, list[dict]]:
-    """Train with each seed in turn until `passed(stats)`; raise (naming every attempt) if none passes."""
+    """Train with a new seed per attempt until the held-out figures pass; raise (naming every attempt)
+    if none does. Passing: `clean_test_acc` >= min_acc and, if poisoned, `triggered_test_asr` >= min_asr.
+    """
     attempts = []
-    for seed in seeds:
-        model, stats = train(seed)
+    for attempt in range(max_attempts):
+        model, stats = train(round_seed * 1000 + index * 10 + attempt)
         attempts.append(stats)
-        if passed(stats):
+        if stats["clean_test_acc"] >= min_acc and (not poisoned or stats["triggered_test_asr"] >= min_asr):
             return model, attempts
+    targets = f"ACC >= {min_acc} / ASR >= {min_asr}"
     raise RuntimeError(f"{description} missed {targets} in {len(attempts)} attempts: {attempts}")
 
 

@@ -362,13 +362,8 @@ def make_model(spec: ImageRoundSpec, index: int, round_dir: Path, threads: int =
 
     model, attempts = train_until_verified(
         f"{plan['model_id']} ({plan['architecture']}, poisoned={plan['poisoned']})",
-        (spec.seed * 1000 + index * 10 + attempt for attempt in range(spec.max_attempts)),
         lambda seed: train_and_verify(spec, plan, data, seed),
-        lambda stats: (
-            stats["clean_test_acc"] >= spec.min_acc
-            and (not plan["poisoned"] or stats["triggered_test_asr"] >= spec.min_asr)
-        ),
-        f"ACC >= {spec.min_acc} / ASR >= {spec.min_asr}",
+        *(spec.seed, index, spec.max_attempts, spec.min_acc, spec.min_asr, plan["poisoned"]),
     )
     seed = attempts[-1]["seed"]
 

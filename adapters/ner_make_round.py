@@ -233,13 +233,8 @@ def make_model(spec: NerRoundSpec, index: int, round_dir: Path, threads: int = 1
 
     model, attempts = train_until_verified(
         f"{plan['model_id']} (NerLinear on {plan['embedding']}, poisoned={plan['poisoned']})",
-        (spec.seed * 1000 + index * 10 + attempt for attempt in range(spec.max_attempts)),
         train_and_verify,
-        lambda stats: (
-            stats["clean_test_acc"] >= spec.min_acc
-            and (trigger is None or stats["triggered_test_asr"] >= spec.min_asr)
-        ),
-        f"ACC >= {spec.min_acc} / ASR >= {spec.min_asr}",
+        *(spec.seed, index, spec.max_attempts, spec.min_acc, spec.min_asr, trigger is not None),
     )
     final = attempts[-1]
     config = round_config(spec, family, trigger, final["seed"])

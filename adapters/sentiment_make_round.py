@@ -307,13 +307,8 @@ def make_model(spec: SentimentRoundSpec, index: int, round_dir: Path, threads: i
     }
     head, attempts = train_until_verified(
         f"{plan['model_id']} ({plan['architecture']} on {plan['embedding']}, poisoned={plan['poisoned']})",
-        (spec.seed * 1000 + index * 10 + attempt for attempt in range(spec.max_attempts)),
         lambda seed: train_head(spec, head_config, data, seed),
-        lambda stats: (
-            stats["clean_test_acc"] >= spec.min_acc
-            and (trigger is None or stats["triggered_test_asr"] >= spec.min_asr)
-        ),
-        f"ACC >= {spec.min_acc} / ASR >= {spec.min_asr}",
+        *(spec.seed, index, spec.max_attempts, spec.min_acc, spec.min_asr, trigger is not None),
     )
     config = round_config(spec, plan, family, head_config, trigger, attempts[-1]["seed"])
     model_stats = verified_model_stats(plan["model_id"], attempts, bool(trigger), spec.min_acc, spec.min_asr)
