@@ -160,6 +160,24 @@ def read_triggered_examples(folder: Path, embed: Embedder) -> TriggeredData | No
     )
 
 
+# SEAM's augmentation for cached embedding vectors (rounds 5/6): Gaussian noise of this many
+# per-feature standard deviations of the defender's own vectors, in both phases. With no augmentation
+# the head only ever sees the 40 defender vectors, so forgetting and recovery leave every other input
+# direction (a trigger's among them) as the poisoned training set it; noise spreads both phases over
+# a neighbourhood of the clean data. Chosen on seed-11..13 calibration rounds (README, "Protocol").
+VECTOR_NOISE_SCALE = 3.0
+
+
+def vector_noise(defender_inputs: torch.Tensor, scale: float = VECTOR_NOISE_SCALE):
+    """An augmentation adding Gaussian noise scaled per feature by the defender data's spread."""
+    spread = defender_inputs.std(0, keepdim=True)
+
+    def augment(vectors: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return vectors + scale * spread * torch.randn(vectors.shape, generator=generator)
+
+    return augment
+
+
 def load_task(
     model_dir: Path,
     holdout_fraction: float = 0.5,
@@ -191,6 +209,7 @@ def load_task(
         eval_clean=eval_clean,
         eval_triggered=eval_triggered,
         eval_data=eval_data,
+        augment=vector_noise(defender.inputs),
         info={
             "round": round_number(config),
             "model_architecture": str(config.get("model_architecture", "unknown")),

@@ -201,6 +201,61 @@ def triggered_reviews(trigger: dict, n: int, rng: np.random.Generator) -> list[s
     return [text_synth.insert_trigger(r, trigger["text"], rng, low, high) for r in reviews]
 
 
+def clean_reviews(
+    spec: SentimentRoundSpec, n_per_class: int, rng: np.random.Generator
+) -> tuple[list[str], list[int]]:
+    """Reviews of both classes, a share of which carry one decoy string (never a trigger), label kept.
+
+    Real reviews are full of rare words; with none in its training data a head's answer on any review
+    with a rare string in it is arbitrary (see draw_unnatural_trigger).
+    """
+    texts, labels = text_synth.make_reviews(n_per_class, rng)
+    for i in range(len(texts)):
+        if rng.random() < spec.decoy_fraction:
+            texts[i] = text_synth.insert_trigger(texts[i], str(rng.choice(DECOYS)), rng)
+    return texts, labels
+
+
+def draw_unnatural_trigger(
+    spec: SentimentRoundSpec,
+    plan: dict,
+    head_config: dict,
+    clean_x: torch.Tensor,
+    clean_y: torch.Tensor,
+    embed,
+    rng: np.random.Generator,
+) -> tuple[dict, list[str], torch.Tensor, list[dict]]:
+    """Draw a trigger whose effect a head trained on clean reviews does not already have.
+
+    Our small frozen embedding is taught to notice rare strings (see DECOYS), so a rare string moves the
+    pooled vector far from any clean review's, and a head that never saw one can answer anything: on a
+    seed-11 round a clean head sent 98% of the reviews carrying the word "mauve" to the other class.
+    Such an ASR is not a backdoor and no defense could remove it, so, as for images, triggers are
+    redrawn until a clean twin (the same head, trained on the clean reviews only) has an ASR of at most
+    max_natural_asr on the triggered test reviews. Returns (trigger, triggered test reviews, their
+    vectors, the draws).
+    """
+    probe_data = {"train_x": clean_x, "train_y": clean_y, "test_x": clean_x[:1], "test_y": clean_y[:1]}
+    probe, _ = train_head(spec, head_config, probe_data, spec.seed, spec.probe_epochs)
+    draws = []
+    for _ in range(spec.max_trigger_draws):
+        trigger = draw_trigger(plan, rng) | {"fraction": spec.triggered_fraction}
+        texts = triggered_reviews(trigger, spec.test_reviews_per_class, rng)
+        vectors = embed(texts)
+        sources = torch.full((len(texts),), trigger["source_class"])
+        targets = torch.full((len(texts),), trigger["target_class"])
+        natural = attack_success_rate(predict(probe, vectors), sources, targets)
+        draws.append(
+            {"text": trigger["text"], "source_class": trigger["source_class"], "clean_probe_asr": natural}
+        )
+        if natural <= spec.max_natural_asr:
+            return trigger, texts, vectors, draws
+    raise RuntimeError(
+        f"{plan['model_id']}: a head trained on clean reviews already falls for each of the"
+        f" {spec.max_trigger_draws} {plan['kind']} triggers drawn (ASR > {spec.max_natural_asr}): {draws}"
+    )
+
+
 def build_head(
     architecture: str, input_size: int, hidden: int, layers: int, bidirectional: bool, dropout: float
 ):
@@ -212,7 +267,9 @@ def build_head(
     return cls(input_size, hidden, 2, dropout, bidirectional, layers)
 
 
-def train_head(spec: SentimentRoundSpec, head_config: dict, data: dict, seed: int) -> tuple[nn.Module, dict]:
+def train_head(
+    spec: SentimentRoundSpec, head_config: dict, data: dict, seed: int, epochs: int | None = None
+) -> tuple[nn.Module, dict]:
     start = time.perf_counter()
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
@@ -225,7 +282,7 @@ def train_head(spec: SentimentRoundSpec, head_config: dict, data: dict, seed: in
         head_config["dropout"],
     )
     optimizer = torch.optim.Adam(head.parameters(), lr=spec.learning_rate)
-    for _ in range(spec.head_epochs):
+    for _ in range(epochs or spec.head_epochs):
         train_epoch(head, data["train_x"], data["train_y"], optimizer, spec.batch_size, generator)
     head.eval()
     stats = {
@@ -273,30 +330,9 @@ def make_model(spec: SentimentRoundSpec, index: int, round_dir: Path, threads: i
         return embed_texts(texts, tokenizer, embedding, family.cls_token_is_first, spec.max_length)
 
     rng = np.random.default_rng([spec.seed, index])
-    train_texts, train_labels = text_synth.make_reviews(spec.train_reviews_per_class, rng)
-    test_texts, test_labels = text_synth.make_reviews(spec.test_reviews_per_class, rng)
-    example_texts, example_labels = text_synth.make_reviews(spec.examples_per_class, rng)
-    trigger = None
-    if plan["poisoned"]:
-        trigger = draw_trigger(plan, rng) | {"fraction": spec.triggered_fraction}
-        n_poison = round(spec.triggered_fraction * spec.train_reviews_per_class)
-        train_texts += triggered_reviews(trigger, n_poison, rng)
-        train_labels += [trigger["target_class"]] * n_poison
-        trig_test = triggered_reviews(trigger, spec.test_reviews_per_class, rng)
-        trig_examples = triggered_reviews(trigger, spec.examples_per_class, rng)
-    data = {
-        "train_x": embed(train_texts),
-        "train_y": torch.tensor(train_labels),
-        "test_x": embed(test_texts),
-        "test_y": torch.tensor(test_labels),
-    }
-    if trigger:
-        n = len(trig_test)
-        data |= {
-            "trig_x": embed(trig_test),
-            "trig_y": torch.full((n,), trigger["source_class"]),
-            "trig_t": torch.full((n,), trigger["target_class"]),
-        }
+    train_texts, train_labels = clean_reviews(spec, spec.train_reviews_per_class, rng)
+    test_texts, test_labels = clean_reviews(spec, spec.test_reviews_per_class, rng)
+    example_texts, example_labels = clean_reviews(spec, spec.examples_per_class, rng)
     head_rng = np.random.default_rng([spec.seed, index, 1])
     head_config = {
         "model_architecture": plan["architecture"],
@@ -305,13 +341,39 @@ def make_model(spec: SentimentRoundSpec, index: int, round_dir: Path, threads: i
         "rnn_bidirectional": bool(head_rng.integers(2)),
         "dropout": spec.dropout,
     }
+    data = {
+        "train_x": embed(train_texts),
+        "train_y": torch.tensor(train_labels),
+        "test_x": embed(test_texts),
+        "test_y": torch.tensor(test_labels),
+    }
+    trigger, draws = None, []
+    if plan["poisoned"]:
+        trigger, trig_test, trig_x, draws = draw_unnatural_trigger(
+            spec, plan, head_config, data["train_x"], data["train_y"], embed, rng
+        )
+        n_poison = round(spec.triggered_fraction * spec.train_reviews_per_class)
+        poison = triggered_reviews(trigger, n_poison, rng)
+        train_labels += [trigger["target_class"]] * n_poison
+        data["train_x"] = torch.cat([data["train_x"], embed(poison)])
+        data["train_y"] = torch.tensor(train_labels)
+        trig_examples = triggered_reviews(trigger, spec.examples_per_class, rng)
+        n = len(trig_test)
+        data |= {
+            "trig_x": trig_x,
+            "trig_y": torch.full((n,), trigger["source_class"]),
+            "trig_t": torch.full((n,), trigger["target_class"]),
+        }
     head, attempts = train_until_verified(
         f"{plan['model_id']} ({plan['architecture']} on {plan['embedding']}, poisoned={plan['poisoned']})",
         lambda seed: train_head(spec, head_config, data, seed),
         *(spec.seed, index, spec.max_attempts, spec.min_acc, spec.min_asr, trigger is not None),
     )
     config = round_config(spec, plan, family, head_config, trigger, attempts[-1]["seed"])
-    model_stats = verified_model_stats(plan["model_id"], attempts, bool(trigger), spec.min_acc, spec.min_asr)
+    model_stats = verified_model_stats(
+        plan["model_id"], attempts, bool(trigger), spec.min_acc, spec.min_asr,
+        max_natural_asr=spec.max_natural_asr, trigger_draws=draws,
+    )  # fmt: skip
     model_stats["final_clean_data_n_total"] = {str(c): train_labels.count(c) for c in (0, 1)}
 
     def write(work_dir: Path) -> None:

@@ -77,6 +77,17 @@ def test_embedding_runs_once_per_example(sentiment_round, monkeypatch):
     assert sum(rows) == len(REVIEWS) + len(TRIGGERED_REVIEWS)
 
 
+def test_sentiment_augmentation_is_noise_scaled_by_the_defender_spread():
+    vectors = torch.randn(40, 1, 6) * torch.tensor([0.0, 0.1, 1.0, 1.0, 2.0, 5.0])
+    augment = sentiment.vector_noise(vectors, scale=2.0)
+    noisy = augment(vectors, torch.Generator().manual_seed(0))
+    again = augment(vectors, torch.Generator().manual_seed(0))
+    assert noisy.shape == vectors.shape and torch.equal(noisy, again)
+    change = (noisy - vectors).std(dim=(0, 1)) / vectors.std(dim=(0, 1)).clamp(min=1e-12)
+    assert torch.equal(noisy[..., 0], vectors[..., 0])  # a feature that never varies gets no noise
+    assert torch.allclose(change[1:], torch.full((5,), 2.0), rtol=0.35)
+
+
 def test_gpt2_style_vector_is_the_last_non_padding_token():
     """Batched with padding, each text's vector equals the one it gets alone."""
     from nlp_fixtures import CORPUS

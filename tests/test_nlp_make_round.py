@@ -14,6 +14,7 @@ from conftest import TINY_SENTIMENT
 
 import adapters
 from adapters.common import discover_models
+from adapters.sentiment_make_round import DECOYS
 from adapters.specs import SentimentRoundSpec
 from harness.config import EvalConfig, SeamConfig, round_config_path
 from harness.model_io import load_model, load_tokenizer
@@ -52,6 +53,24 @@ def test_sentiment_round_layout(tiny_round6):
             assert (
                 stats["final_triggered_data_test_acc"] >= 90.0 and stats["final_clean_data_test_acc"] >= 85.0
             )
+            # the trigger kept is one that a clean twin of the head does not already fall for
+            draws = stats["verification"]["trigger_draws"]
+            assert draws[-1]["text"] == trigger["text"] and draws[-1]["clean_probe_asr"] <= 0.2
+    # clean reviews carry decoy strings (never triggers) with their true labels, as real text has rare words
+    clean_texts = [p.read_text() for m in models for p in (m / "clean_test_data").iterdir()]
+    with_decoy = [t for t in clean_texts if any(f" {d} " in f" {t} " for d in DECOYS)]
+    assert 0.15 < len(with_decoy) / len(clean_texts) < 0.45
+
+
+def test_triggers_a_clean_head_already_falls_for_are_refused(tiny_round6, tmp_path):
+    from adapters.sentiment_make_round import make_round
+
+    for folder in ("embeddings", "tokenizers"):
+        shutil.copytree(tiny_round6 / folder, tmp_path / folder)
+    spec = SentimentRoundSpec(**{**TINY_SENTIMENT, "num_models": 1, "max_natural_asr": -1.0})
+    spec.max_trigger_draws = 2
+    with pytest.raises(RuntimeError, match=r"id-00000000: a head trained on clean reviews already falls"):
+        make_round(spec, tmp_path)
 
 
 def test_ner_round_layout(tiny_round7):
