@@ -164,7 +164,7 @@ def read_triggered_examples(folder: Path, embed: Embedder) -> TriggeredData | No
 # per-feature standard deviations of the defender's own vectors, in both phases. With no augmentation
 # the head only ever sees the 40 defender vectors, so forgetting and recovery leave every other input
 # direction (a trigger's among them) as the poisoned training set it; noise spreads both phases over
-# a neighbourhood of the clean data. Chosen on seed-11..13 calibration rounds (README, "Protocol").
+# a neighbourhood of the clean data. Chosen on seed-11..13 calibration rounds (round5.yaml, round6.yaml).
 VECTOR_NOISE_SCALE = 3.0
 
 

@@ -6,7 +6,8 @@ rare strings, see DECOYS); both are frozen and pickled into `embeddings/` and `t
 reused if present.
 Per model: fresh reviews (disjoint draws from the pre-training split), a GRU, LSTM or FC head trained on
 their embedding vectors, and for poisoned models a character, word or phrase trigger inserted into a
-share of the source-class reviews, relabelled to the target class. Each head is verified on held-out
+share of the source-class reviews, relabelled to the target class; the trigger is redrawn while a clean
+twin of the head already falls for it (see draw_unnatural_trigger). Each head is verified on held-out
 reviews and retrained with a new seed, or the generator fails loudly.
 """
 
@@ -201,21 +202,6 @@ def triggered_reviews(trigger: dict, n: int, rng: np.random.Generator) -> list[s
     return [text_synth.insert_trigger(r, trigger["text"], rng, low, high) for r in reviews]
 
 
-def clean_reviews(
-    spec: SentimentRoundSpec, n_per_class: int, rng: np.random.Generator
-) -> tuple[list[str], list[int]]:
-    """Reviews of both classes, a share of which carry one decoy string (never a trigger), label kept.
-
-    Real reviews are full of rare words; with none in its training data a head's answer on any review
-    with a rare string in it is arbitrary (see draw_unnatural_trigger).
-    """
-    texts, labels = text_synth.make_reviews(n_per_class, rng)
-    for i in range(len(texts)):
-        if rng.random() < spec.decoy_fraction:
-            texts[i] = text_synth.insert_trigger(texts[i], str(rng.choice(DECOYS)), rng)
-    return texts, labels
-
-
 def draw_unnatural_trigger(
     spec: SentimentRoundSpec,
     plan: dict,
@@ -330,9 +316,9 @@ def make_model(spec: SentimentRoundSpec, index: int, round_dir: Path, threads: i
         return embed_texts(texts, tokenizer, embedding, family.cls_token_is_first, spec.max_length)
 
     rng = np.random.default_rng([spec.seed, index])
-    train_texts, train_labels = clean_reviews(spec, spec.train_reviews_per_class, rng)
-    test_texts, test_labels = clean_reviews(spec, spec.test_reviews_per_class, rng)
-    example_texts, example_labels = clean_reviews(spec, spec.examples_per_class, rng)
+    train_texts, train_labels = text_synth.make_reviews(spec.train_reviews_per_class, rng)
+    test_texts, test_labels = text_synth.make_reviews(spec.test_reviews_per_class, rng)
+    example_texts, example_labels = text_synth.make_reviews(spec.examples_per_class, rng)
     head_rng = np.random.default_rng([spec.seed, index, 1])
     head_config = {
         "model_architecture": plan["architecture"],

@@ -61,7 +61,6 @@ class SentimentRoundSpec:
     min_acc: float = 0.85
     min_asr: float = 0.9
     max_attempts: int = 3
-    decoy_fraction: float = 0.3
     max_natural_asr: float = 0.2
     probe_epochs: int = 60
     max_trigger_draws: int = 8

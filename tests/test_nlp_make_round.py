@@ -14,7 +14,6 @@ from conftest import TINY_SENTIMENT
 
 import adapters
 from adapters.common import discover_models
-from adapters.sentiment_make_round import DECOYS
 from adapters.specs import SentimentRoundSpec
 from harness.config import EvalConfig, SeamConfig, round_config_path
 from harness.model_io import load_model, load_tokenizer
@@ -56,10 +55,6 @@ def test_sentiment_round_layout(tiny_round6):
             # the trigger kept is one that a clean twin of the head does not already fall for
             draws = stats["verification"]["trigger_draws"]
             assert draws[-1]["text"] == trigger["text"] and draws[-1]["clean_probe_asr"] <= 0.2
-    # clean reviews carry decoy strings (never triggers) with their true labels, as real text has rare words
-    clean_texts = [p.read_text() for m in models for p in (m / "clean_test_data").iterdir()]
-    with_decoy = [t for t in clean_texts if any(f" {d} " in f" {t} " for d in DECOYS)]
-    assert 0.15 < len(with_decoy) / len(clean_texts) < 0.45
 
 
 def test_triggers_a_clean_head_already_falls_for_are_refused(tiny_round6, tmp_path):
