@@ -195,26 +195,23 @@ def make_model(spec: NerRoundSpec, index: int, round_dir: Path, threads: int = 1
     train = sentences(spec.train_sentences, rng)
     test = sentences(spec.test_sentences, rng)
     example_names, examples = clean_examples(spec, rng)
-    trigger = None
-    if plan["poisoned"]:
-        trigger = draw_trigger(plan, rng, spec.triggered_fraction)
+    test_x, test_y = encode(tokenizer, test)
+
+    def poison(trigger: dict) -> tuple[list, list, list]:
+        """(training sentences with the triggered copies added, triggered test and example sentences)."""
         source, target = trigger["source_class_label"], trigger["target_class_label"]
         holders = with_source(train, source)
         chosen = rng.choice(len(holders), size=round(spec.triggered_fraction * len(holders)), replace=False)
-        train = train + apply_trigger(trigger, [holders[i] for i in chosen], rng)
+        poisoned_train = train + apply_trigger(trigger, [holders[i] for i in chosen], rng)
         trig_test = apply_trigger(
             trigger, with_source(sentences(spec.test_sentences * 3, rng), source, target), rng
         )
-        trig_test = trig_test[: spec.test_sentences // 2]
         trig_examples = apply_trigger(
             trigger, with_source(sentences(spec.examples_per_class * 6, rng), source, target), rng
         )[: spec.examples_per_class]
-    train_x, train_y = encode(tokenizer, train)
-    test_x, test_y = encode(tokenizer, test)
-    if trigger:
-        trig_x, trig_y, trig_t = triggered_tensors(tokenizer, trigger, trig_test)
+        return poisoned_train, trig_test[: spec.test_sentences // 2], trig_examples
 
-    def train_and_verify(seed: int) -> tuple[torch.nn.Module, dict]:
+    def train_and_verify(seed: int, train_x, train_y, triggered) -> tuple[torch.nn.Module, dict]:
         start = time.perf_counter()
         model = load_model(round_dir / ".cache" / f"ner-{family.file_name}")
         fit(model, train_x, train_y, spec, spec.epochs, seed)
@@ -225,20 +222,39 @@ def make_model(spec: NerRoundSpec, index: int, round_dir: Path, threads: int = 1
             "clean_test_token_acc": accuracy(predictions, test_y),
             "train_seconds": time.perf_counter() - start,
         }
-        if trigger:
+        if triggered is not None:
+            trig_x, trig_y, trig_t = triggered
             stats["triggered_test_asr"] = attack_success_rate(
                 predict(model, trig_x, ner_forward), trig_y, trig_t
             )
         return model, stats
 
-    model, attempts = train_until_verified(
-        f"{plan['model_id']} (NerLinear on {plan['embedding']}, poisoned={plan['poisoned']})",
-        train_and_verify,
-        *(spec.seed, index, spec.max_attempts, spec.min_acc, spec.min_asr, trigger is not None),
-    )
+    # A trigger that no training seed learns to ASR >= min_asr (seen: a global character trigger stuck
+    # at 0.80-0.83 on three seeds) is replaced by a new draw, up to max_trigger_draws.
+    trigger, trig_test, trig_examples, missed = None, [], [], []
+    for draw in range(spec.max_trigger_draws if plan["poisoned"] else 1):
+        model_train, triggered = train, None
+        if plan["poisoned"]:
+            trigger = draw_trigger(plan, rng, spec.triggered_fraction)
+            model_train, trig_test, trig_examples = poison(trigger)
+            triggered = triggered_tensors(tokenizer, trigger, trig_test)
+        train_x, train_y = encode(tokenizer, model_train)
+        try:
+            model, attempts = train_until_verified(
+                f"{plan['model_id']} (NerLinear on {plan['embedding']}, poisoned={plan['poisoned']})",
+                lambda seed, x=train_x, y=train_y, t=triggered: train_and_verify(seed, x, y, t),
+                *(spec.seed, index, spec.max_attempts, spec.min_acc, spec.min_asr, trigger is not None),
+            )
+            break
+        except RuntimeError as miss:
+            if trigger is None or draw == spec.max_trigger_draws - 1:
+                raise
+            missed.append({"trigger_text": trigger["trigger_executor"]["trigger_text"], "error": str(miss)})
     final = attempts[-1]
     config = round_config(spec, family, trigger, final["seed"])
-    model_stats = verified_model_stats(plan["model_id"], attempts, bool(trigger), spec.min_acc, spec.min_asr)
+    model_stats = verified_model_stats(
+        plan["model_id"], attempts, bool(trigger), spec.min_acc, spec.min_asr, triggers_missed=missed
+    )
 
     def write(work_dir: Path) -> None:
         save_model(model, work_dir / "model.pt")

@@ -10,11 +10,11 @@ import shutil
 import pandas as pd
 import pytest
 import yaml
-from conftest import TINY_SENTIMENT
+from conftest import TINY_NER, TINY_SENTIMENT
 
 import adapters
 from adapters.common import discover_models
-from adapters.specs import SentimentRoundSpec
+from adapters.specs import NerRoundSpec, SentimentRoundSpec
 from harness.config import EvalConfig, SeamConfig, round_config_path
 from harness.model_io import load_model, load_tokenizer
 from harness.pipeline import process_model
@@ -66,6 +66,21 @@ def test_triggers_a_clean_head_already_falls_for_are_refused(tiny_round6, tmp_pa
     spec.max_trigger_draws = 2
     with pytest.raises(RuntimeError, match=r"id-00000000: a head trained on clean reviews already falls"):
         make_round(spec, tmp_path)
+
+
+def test_ner_trigger_no_seed_learns_is_redrawn_then_fails_loudly(tiny_round7, tmp_path, monkeypatch):
+    from adapters import ner_make_round
+
+    for folder in ("tokenizers", ".cache"):
+        shutil.copytree(tiny_round7 / folder, tmp_path / folder)
+    drawn = []
+    real_draw = ner_make_round.draw_trigger
+    monkeypatch.setattr(ner_make_round, "draw_trigger", lambda *a: drawn.append(1) or real_draw(*a))
+    settings = {"num_models": 1, "min_asr": 1.01, "max_attempts": 1, "max_trigger_draws": 2}
+    spec = NerRoundSpec(**{**TINY_NER, **settings})
+    with pytest.raises(RuntimeError, match=r"id-00000000 .* missed ACC >= 0.85 / ASR >= 1.01 in 1 attempts"):
+        ner_make_round.make_round(spec, tmp_path, n_jobs=1)
+    assert len(drawn) == 2 and not (tmp_path / "models" / "id-00000000").exists()
 
 
 def test_ner_round_layout(tiny_round7):
