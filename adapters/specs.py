@@ -92,4 +92,4 @@ class NerRoundSpec:
     min_acc: float = 0.85
     min_asr: float = 0.9
     max_attempts: int = 3
-    max_trigger_draws: int = 3
+    max_trigger_draws: int = 5
