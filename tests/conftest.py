@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -30,6 +32,18 @@ TINY = dict(
     max_natural_asr=1.0,
     probe_epochs=1,
 )
+
+# the console script of the venv running the tests
+CLI = str(Path(sys.executable).parent / "seam-harness")
+
+
+def seam_harness(*args, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
+    """Run the CLI as a user would; unless check=False, a non-zero exit fails with its output."""
+    result = subprocess.run([CLI, *map(str, args)], capture_output=True, text=True, **kwargs)
+    if check and result.returncode != 0:
+        raise AssertionError(f"seam-harness {args} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
 
 # SEAM capped to a few epochs: the tests check behaviour, not quality.
 FAST_SEAM = [

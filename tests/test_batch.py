@@ -4,28 +4,18 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import FAST_SEAM
+from conftest import CLI, FAST_SEAM, seam_harness
 
 from adapters import load_task
 from adapters.common import discover_models
 from harness.model_io import load_model
 from harness.pipeline import evaluate
 from harness.records import RESULT_COLUMNS
-
-CLI = str(Path(sys.executable).parent / "seam-harness")
-
-
-def seam_harness(*args, check=True, **kwargs) -> subprocess.CompletedProcess:
-    result = subprocess.run([CLI, *map(str, args)], capture_output=True, text=True, **kwargs)
-    if check and result.returncode != 0:
-        raise AssertionError(f"seam-harness {args} failed:\n{result.stdout}\n{result.stderr}")
-    return result
 
 
 def run_round(round_dir, output_dir, *extra, check=True):

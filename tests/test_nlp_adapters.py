@@ -10,9 +10,8 @@ import sys
 import pandas as pd
 import pytest
 import torch
-from conftest import FAST_SEAM
+from conftest import FAST_SEAM, seam_harness
 from nlp_fixtures import NER_FILES, REVIEWS, TRIGGERED_REVIEWS, make_ner_round, make_sentiment_round
-from test_batch import seam_harness
 
 import adapters
 from adapters import ner, sentiment

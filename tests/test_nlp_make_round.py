@@ -9,20 +9,14 @@ import shutil
 
 import pandas as pd
 import pytest
-import yaml
 from conftest import TINY_NER, TINY_SENTIMENT
 
 import adapters
 from adapters.common import discover_models
 from adapters.specs import NerRoundSpec, SentimentRoundSpec
-from harness.config import EvalConfig, SeamConfig, round_config_path
+from harness.config import EvalConfig, round_seam_config
 from harness.model_io import load_model, load_tokenizer
 from harness.pipeline import process_model
-
-
-def round_seam_config(round_number: int) -> SeamConfig:
-    settings = yaml.safe_load(round_config_path(round_number).read_text())["seam"]
-    return SeamConfig(**{**settings, "recover_betas": tuple(settings["recover_betas"])})
 
 
 def test_sentiment_round_layout(tiny_round6):
