@@ -206,8 +206,7 @@ def draw_unnatural_trigger(
     spec: SentimentRoundSpec,
     plan: dict,
     head_config: dict,
-    clean_x: torch.Tensor,
-    clean_y: torch.Tensor,
+    clean_data: dict,
     embed,
     rng: np.random.Generator,
 ) -> tuple[dict, list[str], torch.Tensor, list[dict]]:
@@ -221,8 +220,7 @@ def draw_unnatural_trigger(
     max_natural_asr on the triggered test reviews. Returns (trigger, triggered test reviews, their
     vectors, the draws).
     """
-    probe_data = {"train_x": clean_x, "train_y": clean_y, "test_x": clean_x[:1], "test_y": clean_y[:1]}
-    probe, _ = train_head(spec, head_config, probe_data, spec.seed, spec.probe_epochs)
+    probe, _ = train_head(spec, head_config, clean_data, spec.seed, spec.probe_epochs)
     draws = []
     for _ in range(spec.max_trigger_draws):
         trigger = draw_trigger(plan, rng) | {"fraction": spec.triggered_fraction}
@@ -335,9 +333,7 @@ def make_model(spec: SentimentRoundSpec, index: int, round_dir: Path, threads: i
     }
     trigger, draws = None, []
     if plan["poisoned"]:
-        trigger, trig_test, trig_x, draws = draw_unnatural_trigger(
-            spec, plan, head_config, data["train_x"], data["train_y"], embed, rng
-        )
+        trigger, trig_test, trig_x, draws = draw_unnatural_trigger(spec, plan, head_config, data, embed, rng)
         n_poison = round(spec.triggered_fraction * spec.train_reviews_per_class)
         poison = triggered_reviews(trigger, n_poison, rng)
         train_labels += [trigger["target_class"]] * n_poison
