@@ -81,6 +81,8 @@ TINY_SENTIMENT = dict(
     num_models=3,
     seed=1,
     embeddings=["DistilBERT"],
+    pretrain_reviews_per_class=1000,  # the defaults pre-train 5x longer; tests need only a working round
+    pretrain_epochs=12,
     test_reviews_per_class=50,
     examples_per_class=10,
 )
