@@ -19,7 +19,9 @@ class SeamConfig:
     (1 = stop at the first crossing, as the paper prints it; more is the authors' "patience"),
     because a shallow forgetting lets the backdoor come back during recovery. Recovery stops when
     the defender's accuracy reaches its goal, or `recover_epochs_after_goal` epochs after that (a fixed,
-    blind number: more training on the clean data than the bare goal needs).
+    blind number: more training on the clean data than the bare goal needs). With `recover_anneal`, the
+    learning rate falls along a half cosine over those further epochs, so that training settles instead of
+    stopping at whatever point of its epoch-to-epoch swing the last epoch happens to hit.
     """
 
     alpha: float | None = None
@@ -36,6 +38,7 @@ class SeamConfig:
     recover_max_epochs: int = 200
     recover_target: str = "relative"
     recover_epochs_after_goal: int = 30
+    recover_anneal: bool = False
     beta: float = 0.97
     reinit_classifier: bool = False
     batch_size: int = 32

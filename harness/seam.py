@@ -13,6 +13,7 @@ Blind by construction: this module reads `task.defender` and nothing else of the
 from __future__ import annotations
 
 import copy
+import math
 import time
 from dataclasses import dataclass
 
@@ -76,6 +77,16 @@ def make_optimizer(
     if name == "sgd":
         return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     raise ValueError(f"unknown optimizer {name!r}: use adam or sgd")
+
+
+def annealed_lr(base_lr: float, epoch_after_goal: int, epochs_after_goal: int) -> float:
+    """Half-cosine learning rate for the `epoch_after_goal`-th (1-based) of `epochs_after_goal` epochs.
+
+    It never reaches 0 (the last epoch still trains), and it stays at its last value if the defender's
+    accuracy has to climb back to the goal after the planned epochs.
+    """
+    epoch = min(epoch_after_goal, epochs_after_goal)
+    return base_lr * 0.5 * (1.0 + math.cos(math.pi * epoch / (epochs_after_goal + 1)))
 
 
 def seam(task: Task, config: SeamConfig) -> SeamResult:
@@ -145,6 +156,11 @@ def seam(task: Task, config: SeamConfig) -> SeamResult:
     ):
         if acc_final >= goal:
             epochs_after_goal += 1
+            if config.recover_anneal:
+                for group in optimizer.param_groups:
+                    group["lr"] = annealed_lr(
+                        config.recover_lr, epochs_after_goal, config.recover_epochs_after_goal
+                    )
         one_epoch(optimizer)
         recover_epochs += 1
         acc_final = defender_accuracy()

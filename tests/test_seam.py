@@ -148,3 +148,42 @@ def test_recovery_can_run_a_fixed_number_of_epochs_past_its_goal():
     longer = seam(task, SeamConfig(**{**base.__dict__, "recover_epochs_after_goal": 5}))
     assert longer.recover_epochs == bare.recover_epochs + 5
     assert longer.recovery_reached and longer.status == "ok"
+
+
+def test_annealed_lr_falls_along_a_half_cosine_and_never_reaches_zero():
+    rates = [seam_module.annealed_lr(1.0, epoch, 4) for epoch in range(1, 7)]
+    assert rates[:4] == sorted(rates[:4], reverse=True)
+    assert all(rate > 0 for rate in rates)
+    assert rates[4] == rates[5] == rates[3]  # past the planned epochs it stays at the last value
+    assert abs(seam_module.annealed_lr(1.0, 2, 3) - 0.5) < 1e-12  # the midpoint of 3 epochs is half
+
+
+def test_annealed_recovery_trains_the_epochs_past_its_goal_at_falling_rates(monkeypatch):
+    task = cluster_task()
+    config = SeamConfig(
+        forget_lr=1e-2,
+        forget_epochs_below_alpha=2,
+        recover_lr=1e-2,
+        recover_epochs_after_goal=4,
+        recover_anneal=True,
+        augment=False,
+    )
+    rates = []
+    real_train_epoch = seam_module.train_epoch
+
+    def spy(
+        model, inputs, labels, optimizer, batch_size, generator, augment=None, relabel=None, forward=None
+    ):
+        if relabel is None:  # a recovery epoch
+            rates.append(optimizer.param_groups[0]["lr"])
+        return real_train_epoch(
+            model, inputs, labels, optimizer, batch_size, generator, augment, relabel, forward
+        )
+
+    monkeypatch.setattr(seam_module, "train_epoch", spy)
+    result = seam(task, config)
+    assert result.status == "ok"
+    before_goal = result.recover_epochs - 4
+    assert rates[:before_goal] == [1e-2] * before_goal
+    expected = [seam_module.annealed_lr(1e-2, epoch, 4) for epoch in range(1, 5)]
+    assert rates[before_goal:] == expected
