@@ -135,15 +135,15 @@ def test_same_seed_same_result():
         assert torch.equal(a, b)
 
 
+def quick_config(**overrides) -> SeamConfig:
+    """Settings under which SEAM forgets and recovers the cluster task in a few epochs."""
+    settings = dict(forget_lr=1e-2, forget_epochs_below_alpha=2, recover_lr=1e-2, augment=False)
+    return SeamConfig(**{**settings, **overrides})
+
+
 def test_recovery_can_run_a_fixed_number_of_epochs_past_its_goal():
     task = cluster_task()
-    base = SeamConfig(
-        forget_lr=1e-2,
-        forget_epochs_below_alpha=2,
-        recover_lr=1e-2,
-        recover_epochs_after_goal=0,
-        augment=False,
-    )
+    base = quick_config(recover_epochs_after_goal=0)
     bare = seam(task, base)
     longer = seam(task, SeamConfig(**{**base.__dict__, "recover_epochs_after_goal": 5}))
     assert longer.recover_epochs == bare.recover_epochs + 5
@@ -160,14 +160,7 @@ def test_annealed_lr_falls_along_a_half_cosine_and_never_reaches_zero():
 
 def test_annealed_recovery_trains_the_epochs_past_its_goal_at_falling_rates(monkeypatch):
     task = cluster_task()
-    config = SeamConfig(
-        forget_lr=1e-2,
-        forget_epochs_below_alpha=2,
-        recover_lr=1e-2,
-        recover_epochs_after_goal=4,
-        recover_anneal=True,
-        augment=False,
-    )
+    config = quick_config(recover_epochs_after_goal=4, recover_anneal=True)
     rates = []
     real_train_epoch = seam_module.train_epoch
 
