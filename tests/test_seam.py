@@ -37,6 +37,12 @@ def cluster_task(seed: int = 0, per_class: int = 12) -> Task:
     )
 
 
+def quick_config(**overrides) -> SeamConfig:
+    """Settings under which SEAM forgets and recovers the cluster task in a few epochs."""
+    settings = dict(forget_lr=1e-2, forget_epochs_below_alpha=2, recover_lr=1e-2, augment=False)
+    return SeamConfig(**{**settings, **overrides})
+
+
 def test_wrong_labels_are_never_the_true_label_and_cover_all_others():
     labels = torch.arange(K).repeat(5000)
     wrong = random_wrong_labels(labels, K, torch.Generator().manual_seed(0))
@@ -72,9 +78,7 @@ def test_forgetting_never_trains_on_a_true_label(monkeypatch):
         )
 
     monkeypatch.setattr(seam_module, "train_epoch", spy)
-    result = seam(
-        task, SeamConfig(forget_lr=1e-2, forget_epochs_below_alpha=3, recover_lr=1e-2, augment=False)
-    )
+    result = seam(task, quick_config(forget_epochs_below_alpha=3))
     assert seen and not any(seen)
     assert result.forget_epochs >= 3
 
@@ -128,24 +132,17 @@ def test_absolute_recovery_target():
 
 def test_same_seed_same_result():
     task = cluster_task()
-    config = SeamConfig(forget_lr=1e-2, forget_epochs_below_alpha=2, recover_lr=1e-2, augment=False, seed=3)
+    config = quick_config(seed=3)
     first, second = seam(task, config), seam(task, config)
     assert (first.forget_epochs, first.recover_epochs) == (second.forget_epochs, second.recover_epochs)
     for a, b in zip(first.model.parameters(), second.model.parameters(), strict=True):
         assert torch.equal(a, b)
 
 
-def quick_config(**overrides) -> SeamConfig:
-    """Settings under which SEAM forgets and recovers the cluster task in a few epochs."""
-    settings = dict(forget_lr=1e-2, forget_epochs_below_alpha=2, recover_lr=1e-2, augment=False)
-    return SeamConfig(**{**settings, **overrides})
-
-
 def test_recovery_can_run_a_fixed_number_of_epochs_past_its_goal():
     task = cluster_task()
-    base = quick_config(recover_epochs_after_goal=0)
-    bare = seam(task, base)
-    longer = seam(task, SeamConfig(**{**base.__dict__, "recover_epochs_after_goal": 5}))
+    bare = seam(task, quick_config(recover_epochs_after_goal=0))
+    longer = seam(task, quick_config(recover_epochs_after_goal=5))
     assert longer.recover_epochs == bare.recover_epochs + 5
     assert longer.recovery_reached and longer.status == "ok"
 
