@@ -22,6 +22,9 @@ class SeamConfig:
     blind number: more training on the clean data than the bare goal needs). With `recover_anneal`, the
     learning rate falls along a half cosine over those further epochs, so that training settles instead of
     stopping at whatever point of its epoch-to-epoch swing the last epoch happens to hit.
+
+    Tasks with a background class (NER's O) keep its labels while forgetting unless
+    `relabel_background`, which gives those positions random wrong labels too.
     """
 
     alpha: float | None = None
@@ -41,6 +44,7 @@ class SeamConfig:
     recover_anneal: bool = False
     beta: float = 0.97
     reinit_classifier: bool = False
+    relabel_background: bool = False
     batch_size: int = 32
     augment: bool = True
     seed: int = 0

@@ -114,6 +114,8 @@ def seam(task: Task, config: SeamConfig) -> SeamResult:
             task.forward,
         )
 
+    # Background positions keep their label while forgetting unless relabel_background.
+    kept_class = None if config.relabel_background else task.background_class
     acc_orig = defender_accuracy()
     alpha = forget_alpha(k, config)
 
@@ -129,7 +131,7 @@ def seam(task: Task, config: SeamConfig) -> SeamResult:
     forget_epochs, epochs_below = 0, 0
     acc_forgotten = acc_orig
     while forget_epochs < config.forget_max_epochs and epochs_below < config.forget_epochs_below_alpha:
-        one_epoch(optimizer, relabel=lambda y, g: random_wrong_labels(y, k, g, task.background_class))
+        one_epoch(optimizer, relabel=lambda y, g: random_wrong_labels(y, k, g, kept_class))
         forget_epochs += 1
         acc_forgotten = defender_accuracy()
         if acc_forgotten < alpha:  # counted, not reset: forgetting always ends

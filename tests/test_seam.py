@@ -55,32 +55,48 @@ def test_wrong_labels_are_never_the_true_label_and_cover_all_others():
         assert torch.allclose(others, torch.full_like(others, 1 / (K - 1)), atol=0.03)
 
 
-def test_forgetting_never_trains_on_a_true_label(monkeypatch):
-    task = cluster_task()
+def forgetting_labels(monkeypatch, task: Task, config: SeamConfig) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(true, trained-on) label pairs of every forgetting batch of one SEAM run."""
     seen = []
     real_train_epoch = seam_module.train_epoch
 
     def spy(
         model, inputs, labels, optimizer, batch_size, generator, augment=None, relabel=None, forward=None
     ):
+        checked = None
         if relabel is not None:
 
             def checked(y, g):
                 new = relabel(y, g)
-                seen.append(bool((new == y).any()))
+                seen.append((y.clone(), new.clone()))
                 return new
 
-            return real_train_epoch(
-                model, inputs, labels, optimizer, batch_size, generator, augment, checked, forward
-            )
         return real_train_epoch(
-            model, inputs, labels, optimizer, batch_size, generator, augment, None, forward
+            model, inputs, labels, optimizer, batch_size, generator, augment, checked, forward
         )
 
     monkeypatch.setattr(seam_module, "train_epoch", spy)
-    result = seam(task, quick_config(forget_epochs_below_alpha=3))
-    assert seen and not any(seen)
-    assert result.forget_epochs >= 3
+    seam(task, config)
+    return seen
+
+
+def test_forgetting_never_trains_on_a_true_label(monkeypatch):
+    seen = forgetting_labels(monkeypatch, cluster_task(), quick_config(forget_epochs_below_alpha=3))
+    assert len(seen) >= 3
+    assert not any(bool((true == new).any()) for true, new in seen)
+
+
+def test_background_labels_are_kept_while_forgetting_unless_relabelled(monkeypatch):
+    task = cluster_task()
+    task.background_class = 0
+    kept = torch.cat([new[true == 0] for true, new in forgetting_labels(monkeypatch, task, quick_config())])
+    assert len(kept) and bool((kept == 0).all())
+    others = torch.cat(
+        [(true == new)[true != 0] for true, new in forgetting_labels(monkeypatch, task, quick_config())]
+    )
+    assert not bool(others.any())
+    relabelled = forgetting_labels(monkeypatch, task, quick_config(relabel_background=True))
+    assert not any(bool((true == new).any()) for true, new in relabelled)
 
 
 def test_forgetting_runs_the_required_epochs_below_alpha_then_recovers():
