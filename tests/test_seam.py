@@ -55,8 +55,10 @@ def test_wrong_labels_are_never_the_true_label_and_cover_all_others():
         assert torch.allclose(others, torch.full_like(others, 1 / (K - 1)), atol=0.03)
 
 
-def forgetting_labels(monkeypatch, task: Task, config: SeamConfig) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(true, trained-on) label pairs of every forgetting batch of one SEAM run."""
+def forgetting_labels(
+    monkeypatch, task: Task, config: SeamConfig
+) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], seam_module.SeamResult]:
+    """(true, trained-on) label pairs of every forgetting batch of one SEAM run, and its result."""
     seen = []
     real_train_epoch = seam_module.train_epoch
 
@@ -76,26 +78,23 @@ def forgetting_labels(monkeypatch, task: Task, config: SeamConfig) -> list[tuple
         )
 
     monkeypatch.setattr(seam_module, "train_epoch", spy)
-    seam(task, config)
-    return seen
+    return seen, seam(task, config)
 
 
 def test_forgetting_never_trains_on_a_true_label(monkeypatch):
-    seen = forgetting_labels(monkeypatch, cluster_task(), quick_config(forget_epochs_below_alpha=3))
-    assert len(seen) >= 3
-    assert not any(bool((true == new).any()) for true, new in seen)
+    seen, result = forgetting_labels(monkeypatch, cluster_task(), quick_config(forget_epochs_below_alpha=3))
+    assert seen and not any(bool((true == new).any()) for true, new in seen)
+    assert result.forget_epochs >= 3
 
 
 def test_background_labels_are_kept_while_forgetting_unless_relabelled(monkeypatch):
     task = cluster_task()
     task.background_class = 0
-    kept = torch.cat([new[true == 0] for true, new in forgetting_labels(monkeypatch, task, quick_config())])
+    seen, _ = forgetting_labels(monkeypatch, task, quick_config())
+    kept = torch.cat([new[true == 0] for true, new in seen])
     assert len(kept) and bool((kept == 0).all())
-    others = torch.cat(
-        [(true == new)[true != 0] for true, new in forgetting_labels(monkeypatch, task, quick_config())]
-    )
-    assert not bool(others.any())
-    relabelled = forgetting_labels(monkeypatch, task, quick_config(relabel_background=True))
+    assert not any(bool((true == new)[true != 0].any()) for true, new in seen)
+    relabelled, _ = forgetting_labels(monkeypatch, task, quick_config(relabel_background=True))
     assert not any(bool((true == new).any()) for true, new in relabelled)
 
 
