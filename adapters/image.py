@@ -153,7 +153,9 @@ def read_triggered_examples(folder: Path, size: int, targets: dict[int | None, i
     return TriggeredData(to_tensor(images), torch.tensor(labels), torch.tensor(goals), names)
 
 
-def augment_batch(images: torch.Tensor, generator: torch.Generator, max_shift: int = 3) -> torch.Tensor:
+def augment_batch(
+    images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator, max_shift: int = 3
+) -> torch.Tensor:
     """Random shifts (replicate padding) and per-image colour scaling, for both SEAM phases."""
     n, _, h, w = images.shape
     padded = torch.nn.functional.pad(images, (max_shift,) * 4, mode="replicate")

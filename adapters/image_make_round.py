@@ -154,7 +154,7 @@ def to_float(images: np.ndarray, crop: int) -> torch.Tensor:
 def training_augment(full: torch.Tensor, crop: int):
     """Random crop of the full-size image plus colour jitter: the backdoor must survive such variation."""
 
-    def augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def augment(batch: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         n, _, h, w = batch.shape
         ys = torch.randint(0, h - crop + 1, (n,), generator=generator)
         xs = torch.randint(0, w - crop + 1, (n,), generator=generator)

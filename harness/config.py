@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 ROUND_CONFIG_DIR = Path(__file__).resolve().parent.parent / "round_configs"
 
@@ -25,6 +26,11 @@ class SeamConfig:
 
     Tasks with a background class (NER's O) keep its labels while forgetting unless
     `relabel_background`, which gives those positions random wrong labels too.
+
+    `forget_labels`: "wrong" draws each forgetting label uniformly from the K-1 classes other than the
+    true one (the paper's rule); "any" draws from all K, the true one included, as the authors' TrojAI
+    scripts do. With "wrong" the loss is lowest when the model avoids the true class, which it can only
+    do by still telling the classes apart; with "any" it is lowest when the model cannot.
     """
 
     alpha: float | None = None
@@ -45,6 +51,7 @@ class SeamConfig:
     beta: float = 0.97
     reinit_classifier: bool = False
     relabel_background: bool = False
+    forget_labels: Literal["wrong", "any"] = "wrong"
     batch_size: int = 32
     augment: bool = True
     seed: int = 0

@@ -47,14 +47,23 @@ def forget_alpha(num_classes: int, config: SeamConfig) -> float:
 
 
 def random_wrong_labels(
-    labels: torch.Tensor, num_classes: int, generator: torch.Generator, background: int | None = None
+    labels: torch.Tensor,
+    num_classes: int,
+    generator: torch.Generator,
+    background: int | None = None,
+    any_class: bool = False,
 ) -> torch.Tensor:
     """A label drawn uniformly from the K-1 classes other than the true one (never the true label).
 
-    Positions labelled IGNORE_INDEX stay ignored; those of the `background` class keep their label.
+    With `any_class`, uniform over all K classes instead (the true one included, as in the authors'
+    TrojAI scripts). Positions labelled IGNORE_INDEX stay ignored; those of the `background` class
+    keep their label.
     """
-    shift = torch.randint(1, num_classes, labels.shape, generator=generator)
-    wrong = (labels + shift) % num_classes
+    if any_class:
+        wrong = torch.randint(0, num_classes, labels.shape, generator=generator)
+    else:
+        shift = torch.randint(1, num_classes, labels.shape, generator=generator)
+        wrong = (labels + shift) % num_classes
     kept = labels == IGNORE_INDEX
     if background is not None:
         kept |= labels == background
@@ -116,6 +125,9 @@ def seam(task: Task, config: SeamConfig) -> SeamResult:
 
     # Background positions keep their label while forgetting unless relabel_background.
     kept_class = None if config.relabel_background else task.background_class
+    if config.forget_labels not in ("wrong", "any"):
+        raise ValueError(f"forget_labels is {config.forget_labels!r}: use wrong or any")
+    any_class = config.forget_labels == "any"
     acc_orig = defender_accuracy()
     alpha = forget_alpha(k, config)
 
@@ -131,7 +143,7 @@ def seam(task: Task, config: SeamConfig) -> SeamResult:
     forget_epochs, epochs_below = 0, 0
     acc_forgotten = acc_orig
     while forget_epochs < config.forget_max_epochs and epochs_below < config.forget_epochs_below_alpha:
-        one_epoch(optimizer, relabel=lambda y, g: random_wrong_labels(y, k, g, kept_class))
+        one_epoch(optimizer, relabel=lambda y, g: random_wrong_labels(y, k, g, kept_class, any_class))
         forget_epochs += 1
         acc_forgotten = defender_accuracy()
         if acc_forgotten < alpha:  # counted, not reset: forgetting always ends

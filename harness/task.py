@@ -56,8 +56,9 @@ class Task:
 
     `defender` is the only data a mitigation method may read; `eval_clean` and `eval_triggered`
     are for measuring before/after and are disjoint from it. `augment` (optional) maps a training
-    batch to an augmented batch; `forward` maps (model, inputs) to logits whose leading dimensions
-    match the labels' ([N, K] for [N] labels, [N, T, K] for [N, T] labels).
+    batch's inputs (given its true labels) to augmented inputs with the same labels; `forward` maps
+    (model, inputs) to logits whose leading dimensions match the labels' ([N, K] for [N] labels,
+    [N, T, K] for [N, T] labels).
 
     `background_class` (optional, per-position tasks) is the class meaning "nothing here" (NER's O):
     forgetting keeps its labels instead of drawing wrong ones, and accuracy (SEAM's stopping rules and
@@ -72,6 +73,6 @@ class Task:
     eval_triggered: TriggeredData | None
     eval_data: str
     info: dict = field(default_factory=dict)
-    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None
+    augment: Callable[[torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor] | None = None
     forward: Callable[[nn.Module, torch.Tensor], torch.Tensor] = plain_forward
     background_class: int | None = None

@@ -20,7 +20,7 @@ from harness.config import EvalConfig, SeamConfig, round_seam_config
 from harness.model_io import ModelLoadError, load_model
 from harness.pipeline import process_model
 from harness.records import RESULT_COLUMNS
-from harness.task import IGNORE_INDEX
+from harness.task import IGNORE_INDEX, LabelledData
 
 FAST_SETTINGS = dict(  # what conftest.FAST_SEAM sets on the command line
     forget_max_epochs=3, forget_epochs_below_alpha=1, recover_max_epochs=3, recover_epochs_after_goal=0
@@ -78,13 +78,30 @@ def test_embedding_runs_once_per_example(sentiment_round, monkeypatch):
 
 def test_sentiment_augmentation_is_noise_scaled_by_the_defender_spread():
     vectors = torch.randn(40, 1, 6) * torch.tensor([0.0, 0.1, 1.0, 1.0, 2.0, 5.0])
+    labels = torch.randint(0, 2, (40,))
     augment = sentiment.vector_noise(vectors, scale=2.0)
-    noisy = augment(vectors, torch.Generator().manual_seed(0))
-    again = augment(vectors, torch.Generator().manual_seed(0))
+    noisy = augment(vectors, labels, torch.Generator().manual_seed(0))
+    again = augment(vectors, labels, torch.Generator().manual_seed(0))
     assert noisy.shape == vectors.shape and torch.equal(noisy, again)
     change = (noisy - vectors).std(dim=(0, 1)) / vectors.std(dim=(0, 1)).clamp(min=1e-12)
     assert torch.equal(noisy[..., 0], vectors[..., 0])  # a feature that never varies gets no noise
     assert torch.allclose(change[1:], torch.full((5,), 2.0), rtol=0.35)
+
+
+def test_ner_augmentation_swaps_only_outside_tokens_for_the_defenders_own():
+    # two sentences: [CLS]=1, O tokens 10-13, entity tokens 20/21 (B/I), a continuation, [SEP]=2, pad=0
+    ids = torch.tensor([[1, 10, 20, 21, 11, 2, 0], [1, 12, 13, 20, 30, 2, 0]])
+    labels = torch.tensor([[-100, 0, 1, 2, 0, -100, -100], [-100, 0, 0, 3, -100, -100, -100]])
+    inputs = torch.stack([ids, (ids != 0).long()], dim=1)
+    augment = ner.context_noise(LabelledData(inputs, labels), rate=1.0)
+    noisy = augment(inputs, labels, torch.Generator().manual_seed(0))
+    outside = labels == 0
+    assert torch.equal(noisy[:, 1], inputs[:, 1])  # the attention mask
+    assert torch.equal(noisy[:, 0][~outside], ids[~outside])  # entities, special tokens, continuations
+    assert set(noisy[:, 0][outside].tolist()) <= {10, 11, 12, 13}
+    assert not torch.equal(noisy[:, 0][outside], ids[outside])
+    unchanged = ner.context_noise(LabelledData(inputs, labels), rate=0.0)
+    assert torch.equal(unchanged(inputs, labels, torch.Generator()), inputs)
 
 
 def test_gpt2_style_vector_is_the_last_non_padding_token():

@@ -1,5 +1,6 @@
 """SEAM's stopping rules and its blindness, on a small real model over real tensors."""
 
+import pytest
 import torch
 from torch import nn
 
@@ -55,6 +56,14 @@ def test_wrong_labels_are_never_the_true_label_and_cover_all_others():
         assert torch.allclose(others, torch.full_like(others, 1 / (K - 1)), atol=0.03)
 
 
+def test_any_class_labels_are_uniform_over_all_classes_the_true_one_included():
+    labels = torch.arange(K).repeat(5000)
+    drawn = random_wrong_labels(labels, K, torch.Generator().manual_seed(0), any_class=True)
+    for c in range(K):
+        counts = torch.bincount(drawn[labels == c], minlength=K).float() / 5000
+        assert torch.allclose(counts, torch.full_like(counts, 1 / K), atol=0.03)
+
+
 def forgetting_labels(
     monkeypatch, task: Task, config: SeamConfig
 ) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], seam_module.SeamResult]:
@@ -96,6 +105,14 @@ def test_background_labels_are_kept_while_forgetting_unless_relabelled(monkeypat
     assert not any(bool((true == new)[true != 0].any()) for true, new in seen)
     relabelled, _ = forgetting_labels(monkeypatch, task, quick_config(relabel_background=True))
     assert not any(bool((true == new).any()) for true, new in relabelled)
+
+
+def test_forget_labels_any_also_draws_the_true_label(monkeypatch):
+    task = cluster_task()
+    seen, _ = forgetting_labels(monkeypatch, task, quick_config(forget_labels="any"))
+    assert any(bool((true == new).any()) for true, new in seen)
+    with pytest.raises(ValueError, match="forget_labels"):
+        seam(task, quick_config(forget_labels="sometimes"))
 
 
 def test_forgetting_runs_the_required_epochs_below_alpha_then_recovers():
