@@ -15,6 +15,17 @@ from adapters.common import discover_models
 from harness.parallel import run_parallel, threads_per_worker
 
 
+class VerificationError(RuntimeError):
+    """A synthetic model that missed its verification targets: the generator fails loudly, by design."""
+
+
+def attempt_summary(stats: dict) -> str:
+    asr = stats.get("triggered_test_asr")
+    return f"seed {stats['seed']}: ACC {stats['clean_test_acc']:.3f}" + (
+        "" if asr is None else f", ASR {asr:.3f}"
+    )
+
+
 def train_until_verified(
     description: str,
     train: Callable[[int], tuple[object, dict]],
@@ -35,7 +46,8 @@ def train_until_verified(
         if stats["clean_test_acc"] >= min_acc and (not poisoned or stats["triggered_test_asr"] >= min_asr):
             return model, attempts
     targets = f"ACC >= {min_acc} / ASR >= {min_asr}"
-    raise RuntimeError(f"{description} missed {targets} in {len(attempts)} attempts: {attempts}")
+    tried = "; ".join(attempt_summary(stats) for stats in attempts)
+    raise VerificationError(f"{description} missed {targets} in {len(attempts)} attempts ({tried})")
 
 
 def publish_model_folder(round_dir: Path, model_id: str, write: Callable[[Path], None]) -> Path:

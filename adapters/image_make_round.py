@@ -24,6 +24,7 @@ from PIL import Image
 from adapters import image_synth
 from adapters.common import discover_models
 from adapters.generator import (
+    VerificationError,
     make_models,
     publish_model_folder,
     train_until_verified,
@@ -253,7 +254,7 @@ def draw_unnatural_triggers(
                       "clean_probe_asr": natural})  # fmt: skip
         if natural <= spec.max_natural_asr:
             return triggers, test_triggered, draws
-    raise RuntimeError(
+    raise VerificationError(
         f"{plan['model_id']}: a model trained on clean data already falls for each of the"
         f" {spec.max_trigger_draws} {plan['kind']} triggers drawn (ASR > {spec.max_natural_asr}): {draws}"
     )

@@ -22,6 +22,7 @@ from tqdm import tqdm
 from adapters import model_factories, text_synth
 from adapters.common import discover_models
 from adapters.generator import (
+    VerificationError,
     make_models,
     publish_model_folder,
     train_until_verified,
@@ -246,10 +247,16 @@ def make_model(spec: NerRoundSpec, index: int, round_dir: Path, threads: int = 1
                 *(spec.seed, index, spec.max_attempts, spec.min_acc, spec.min_asr, trigger is not None),
             )
             break
-        except RuntimeError as miss:
-            if trigger is None or draw == spec.max_trigger_draws - 1:
+        except VerificationError as miss:
+            if trigger is None:
                 raise
             missed.append({"trigger_text": trigger["trigger_executor"]["trigger_text"], "error": str(miss)})
+            if draw == spec.max_trigger_draws - 1:
+                texts = ", ".join(repr(m["trigger_text"]) for m in missed)
+                raise VerificationError(
+                    f"{plan['model_id']}: none of the {len(missed)} {plan['kind']} triggers drawn ({texts})"
+                    f" reached ASR >= {spec.min_asr} with ACC >= {spec.min_acc}; last: {miss}"
+                ) from None
     final = attempts[-1]
     config = round_config(spec, family, trigger, final["seed"])
     model_stats = verified_model_stats(

@@ -27,6 +27,7 @@ from tqdm import tqdm
 from adapters import model_factories, text_synth
 from adapters.common import discover_models
 from adapters.generator import (
+    VerificationError,
     make_models,
     publish_model_folder,
     train_until_verified,
@@ -234,7 +235,7 @@ def draw_unnatural_trigger(
         )
         if natural <= spec.max_natural_asr:
             return trigger, texts, vectors, draws
-    raise RuntimeError(
+    raise VerificationError(
         f"{plan['model_id']}: a head trained on clean reviews already falls for each of the"
         f" {spec.max_trigger_draws} {plan['kind']} triggers drawn (ASR > {spec.max_natural_asr}): {draws}"
     )

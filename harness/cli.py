@@ -31,7 +31,16 @@ def make_round_command(
     else:
         from adapters.image_make_round import make_round
 
-    models = make_round(spec, output_dir, n_jobs=n_jobs)
+    from adapters.generator import VerificationError
+
+    try:
+        models = make_round(spec, output_dir, n_jobs=n_jobs)
+    except VerificationError as error:
+        raise UserError(
+            f"{error}. The model folders finished so far are kept in {output_dir}; the same command"
+            " fails the same way (it is deterministic), so try another --seed or looser targets"
+            " (min_asr, max_attempts, max_trigger_draws)."
+        ) from None
     print(f"round {spec.round}: {len(models)} models in {output_dir}")
 
 

@@ -5,7 +5,7 @@ import re
 
 import pandas as pd
 import pytest
-from conftest import TINY
+from conftest import TINY, seam_harness
 
 from adapters.common import discover_models, read_config
 from adapters.image_make_round import make_round
@@ -60,6 +60,17 @@ def test_a_model_that_misses_its_targets_fails_loudly(tmp_path):
     with pytest.raises(RuntimeError, match="missed ACC >= 0.0 / ASR >= 1.01 in 2 attempts"):
         make_round(spec, tmp_path)
     assert not list(tmp_path.glob("id-*")), "nothing half-made is left as a model folder"
+
+
+def test_cli_says_why_a_round_could_not_be_made_without_a_traceback(tmp_path):
+    flags = {**TINY, "num_models": 1, "min_asr": 1.01, "architectures": "[shufflenet_v2_x1_0]"}
+    args = [arg for key, value in flags.items() for arg in (f"--{key}", value)]
+    result = seam_harness("make-round", "--round", "3", "--output_dir", tmp_path, *args, check=False)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert "seam-harness: error: id-00000000" in result.stderr
+    assert "missed ACC >= 0.0 / ASR >= 1.01 in 1 attempts (seed " in result.stderr
+    assert "try another --seed" in result.stderr
 
 
 def test_triggers_a_clean_model_already_falls_for_are_refused(tmp_path):

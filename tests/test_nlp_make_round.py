@@ -13,6 +13,7 @@ from conftest import TINY_NER, TINY_SENTIMENT
 
 import adapters
 from adapters.common import discover_models
+from adapters.generator import VerificationError
 from adapters.specs import NerRoundSpec, SentimentRoundSpec
 from harness.config import EvalConfig, round_seam_config
 from harness.model_io import load_model, load_tokenizer
@@ -72,7 +73,8 @@ def test_ner_trigger_no_seed_learns_is_redrawn_then_fails_loudly(tiny_round7, tm
     monkeypatch.setattr(ner_make_round, "draw_trigger", lambda *a: drawn.append(1) or real_draw(*a))
     settings = {"num_models": 1, "min_asr": 1.01, "max_attempts": 1, "max_trigger_draws": 2}
     spec = NerRoundSpec(**{**TINY_NER, **settings})
-    with pytest.raises(RuntimeError, match=r"id-00000000 .* missed ACC >= 0.85 / ASR >= 1.01 in 1 attempts"):
+    missed = r"id-00000000: none of the 2 \w+ triggers drawn .* in 1 attempts"
+    with pytest.raises(VerificationError, match=missed):
         ner_make_round.make_round(spec, tmp_path, n_jobs=1)
     assert len(drawn) == 2 and not (tmp_path / "models" / "id-00000000").exists()
 
