@@ -31,6 +31,9 @@ class SeamConfig:
     true one (the paper's rule); "any" draws from all K, the true one included, as the authors' TrojAI
     scripts do. With "wrong" the loss is lowest when the model avoids the true class, which it can only
     do by still telling the classes apart; with "any" it is lowest when the model cannot.
+    `forget_label_draw`: "batch" draws fresh labels for every batch (the paper and the authors' code);
+    "once" draws one random labelling of the defender's data and keeps it for the whole phase, so the
+    model has to memorise it instead of just flattening its outputs.
     """
 
     alpha: float | None = None
@@ -52,6 +55,7 @@ class SeamConfig:
     reinit_classifier: bool = False
     relabel_background: bool = False
     forget_labels: Literal["wrong", "any"] = "wrong"
+    forget_label_draw: Literal["batch", "once"] = "batch"
     batch_size: int = 32
     augment: bool = True
     seed: int = 0

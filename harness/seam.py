@@ -2,7 +2,8 @@
 
 1. ACC_orig = accuracy on the defender's clean data D.
 2. Forget: train on D with a random *wrong* label per sample (uniform over the K-1 other classes, redrawn
-   every batch) until accuracy on D with true labels is below alpha (default min(2/K, 0.6)).
+   every batch, or drawn once with forget_label_draw="once") until accuracy on D with true labels is
+   below alpha (default min(2/K, 0.6)).
 3. Recover: with a fresh optimizer, train on D with true labels until accuracy on D reaches
    beta * ACC_orig (or beta, with recover_target="absolute").
 4. The model as it is when recovery stops is the output: no epoch is chosen by looking at anything.
@@ -110,11 +111,11 @@ def seam(task: Task, config: SeamConfig) -> SeamResult:
     def defender_accuracy() -> float:
         return data_accuracy(model, data, task.forward, task.background_class)
 
-    def one_epoch(optimizer: torch.optim.Optimizer, relabel=None) -> None:
+    def one_epoch(optimizer: torch.optim.Optimizer, labels: torch.Tensor, relabel=None) -> None:
         train_epoch(
             model,
             data.inputs,
-            data.labels,
+            labels,
             optimizer,
             config.batch_size,
             generator,
@@ -128,6 +129,8 @@ def seam(task: Task, config: SeamConfig) -> SeamResult:
     if config.forget_labels not in ("wrong", "any"):
         raise ValueError(f"forget_labels is {config.forget_labels!r}: use wrong or any")
     any_class = config.forget_labels == "any"
+    if config.forget_label_draw not in ("batch", "once"):
+        raise ValueError(f"forget_label_draw is {config.forget_label_draw!r}: use batch or once")
     acc_orig = defender_accuracy()
     alpha = forget_alpha(k, config)
 
@@ -140,10 +143,15 @@ def seam(task: Task, config: SeamConfig) -> SeamResult:
         (0.9, 0.999),
         config.sgd_momentum,
     )
+    if config.forget_label_draw == "once":  # one random labelling of D, kept for the whole phase
+        forget_targets, relabel = random_wrong_labels(data.labels, k, generator, kept_class, any_class), None
+    else:
+        forget_targets = data.labels
+        relabel = lambda y, g: random_wrong_labels(y, k, g, kept_class, any_class)  # noqa: E731
     forget_epochs, epochs_below = 0, 0
     acc_forgotten = acc_orig
     while forget_epochs < config.forget_max_epochs and epochs_below < config.forget_epochs_below_alpha:
-        one_epoch(optimizer, relabel=lambda y, g: random_wrong_labels(y, k, g, kept_class, any_class))
+        one_epoch(optimizer, forget_targets, relabel)
         forget_epochs += 1
         acc_forgotten = defender_accuracy()
         if acc_forgotten < alpha:  # counted, not reset: forgetting always ends
@@ -175,7 +183,7 @@ def seam(task: Task, config: SeamConfig) -> SeamResult:
                     group["lr"] = annealed_lr(
                         config.recover_lr, epochs_after_goal, config.recover_epochs_after_goal
                     )
-        one_epoch(optimizer)
+        one_epoch(optimizer, data.labels)
         recover_epochs += 1
         acc_final = defender_accuracy()
     recovery_reached = acc_final >= goal

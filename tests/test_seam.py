@@ -115,6 +115,31 @@ def test_forget_labels_any_also_draws_the_true_label(monkeypatch):
         seam(task, quick_config(forget_labels="sometimes"))
 
 
+def test_forget_label_draw_once_keeps_one_wrong_labelling_for_the_whole_phase(monkeypatch):
+    task = cluster_task()
+    trained_on = []
+    real_train_epoch = seam_module.train_epoch
+
+    def spy(
+        model, inputs, labels, optimizer, batch_size, generator, augment=None, relabel=None, forward=None
+    ):
+        trained_on.append((labels.clone(), relabel))
+        return real_train_epoch(
+            model, inputs, labels, optimizer, batch_size, generator, augment, relabel, forward
+        )
+
+    monkeypatch.setattr(seam_module, "train_epoch", spy)
+    result = seam(task, quick_config(forget_label_draw="once", forget_epochs_below_alpha=3))
+    forgetting = trained_on[: result.forget_epochs]
+    first = forgetting[0][0]
+    assert len(forgetting) >= 3 and all(relabel is None for _, relabel in forgetting)
+    assert all(torch.equal(labels, first) for labels, _ in forgetting)
+    assert not bool((first == task.defender.labels).any())  # every label wrong, drawn once
+    assert all(torch.equal(labels, task.defender.labels) for labels, _ in trained_on[result.forget_epochs :])
+    with pytest.raises(ValueError, match="forget_label_draw"):
+        seam(task, quick_config(forget_label_draw="twice"))
+
+
 def test_forgetting_runs_the_required_epochs_below_alpha_then_recovers():
     task = cluster_task()
     config = SeamConfig(forget_lr=1e-2, forget_epochs_below_alpha=4, recover_lr=1e-2, augment=False)
