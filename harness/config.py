@@ -33,7 +33,8 @@ class SeamConfig:
     do by still telling the classes apart; with "any" it is lowest when the model cannot.
     `forget_label_draw`: "batch" draws fresh labels for every batch (the paper and the authors' code);
     "once" draws one random labelling of the defender's data and keeps it for the whole phase, so the
-    model has to memorise it instead of just flattening its outputs.
+    model has to memorise it instead of just flattening its outputs. `forget_freeze_classifier` keeps the
+    last Linear layer fixed while forgetting (recovery trains everything), for the same reason.
     """
 
     alpha: float | None = None
@@ -56,6 +57,7 @@ class SeamConfig:
     relabel_background: bool = False
     forget_labels: Literal["wrong", "any"] = "wrong"
     forget_label_draw: Literal["batch", "once"] = "batch"
+    forget_freeze_classifier: bool = False
     batch_size: int = 32
     augment: bool = True
     seed: int = 0

@@ -71,21 +71,38 @@ def random_wrong_labels(
     return torch.where(kept, labels, wrong)
 
 
-def reset_classifier(model: nn.Module) -> None:
-    """Re-initialise the last Linear layer (the classifier of every supported architecture)."""
+def classifier(model: nn.Module) -> nn.Linear | None:
+    """The last Linear layer: the classifier of every supported architecture."""
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    if linears:
-        linears[-1].reset_parameters()
+    return linears[-1] if linears else None
+
+
+def reset_classifier(model: nn.Module) -> None:
+    if (layer := classifier(model)) is not None:
+        layer.reset_parameters()
+
+
+def forgetting_parameters(model: nn.Module, freeze_classifier: bool) -> list[nn.Parameter]:
+    """Every parameter, or all but the classifier's: with the classifier fixed, the model cannot forget
+    by flattening its last layer alone, so the layers below have to change."""
+    layer = classifier(model) if freeze_classifier else None
+    frozen = {id(p) for p in layer.parameters()} if layer is not None else set()
+    return [p for p in model.parameters() if id(p) not in frozen]
 
 
 def make_optimizer(
-    name: str, model: nn.Module, lr: float, weight_decay: float, betas: tuple[float, float], momentum: float
+    name: str,
+    parameters: list[nn.Parameter],
+    lr: float,
+    weight_decay: float,
+    betas: tuple[float, float],
+    momentum: float,
 ) -> torch.optim.Optimizer:
     """A fresh optimizer for one phase: "adam" or "sgd" (with momentum)."""
     if name == "adam":
-        return torch.optim.Adam(model.parameters(), lr=lr, betas=tuple(betas), weight_decay=weight_decay)
+        return torch.optim.Adam(parameters, lr=lr, betas=tuple(betas), weight_decay=weight_decay)
     if name == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+        return torch.optim.SGD(parameters, lr=lr, momentum=momentum, weight_decay=weight_decay)
     raise ValueError(f"unknown optimizer {name!r}: use adam or sgd")
 
 
@@ -137,7 +154,7 @@ def seam(task: Task, config: SeamConfig) -> SeamResult:
     start = time.perf_counter()
     optimizer = make_optimizer(
         config.forget_optimizer,
-        model,
+        forgetting_parameters(model, config.forget_freeze_classifier),
         config.forget_lr,
         config.forget_weight_decay,
         (0.9, 0.999),
@@ -165,7 +182,7 @@ def seam(task: Task, config: SeamConfig) -> SeamResult:
     goal = config.beta * acc_orig if config.recover_target == "relative" else config.beta
     optimizer = make_optimizer(
         config.recover_optimizer,
-        model,
+        list(model.parameters()),
         config.recover_lr,
         config.recover_weight_decay,
         config.recover_betas,

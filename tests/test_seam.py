@@ -140,6 +140,19 @@ def test_forget_label_draw_once_keeps_one_wrong_labelling_for_the_whole_phase(mo
         seam(task, quick_config(forget_label_draw="twice"))
 
 
+def test_forget_freeze_classifier_leaves_the_last_layer_untouched_while_forgetting():
+    task = cluster_task()
+    forget_only = dict(recover_max_epochs=0, forget_epochs_below_alpha=2)
+    frozen = seam(task, quick_config(forget_freeze_classifier=True, **forget_only))
+    moved = seam(task, quick_config(**forget_only))
+    assert frozen.forget_reached and moved.forget_reached
+    original_head, original_body = task.model[2], task.model[0]
+    assert torch.equal(frozen.model[2].weight, original_head.weight)
+    assert torch.equal(frozen.model[2].bias, original_head.bias)
+    assert not torch.equal(frozen.model[0].weight, original_body.weight)  # the layers below did change
+    assert not torch.equal(moved.model[2].weight, original_head.weight)
+
+
 def test_forgetting_runs_the_required_epochs_below_alpha_then_recovers():
     task = cluster_task()
     config = SeamConfig(forget_lr=1e-2, forget_epochs_below_alpha=4, recover_lr=1e-2, augment=False)
