@@ -35,6 +35,10 @@ class SeamConfig:
     "once" draws one random labelling of the defender's data and keeps it for the whole phase, so the
     model has to memorise it instead of just flattening its outputs. `forget_freeze_classifier` keeps the
     last Linear layer fixed while forgetting (recovery trains everything), for the same reason.
+    `recover_perturb` (> 0) adds Gaussian noise to every weight matrix (embeddings included) between the
+    phases, `recover_perturb` times that matrix's own standard deviation: forgetting on clean data only
+    reaches what clean inputs use, and noise also blurs what only a trigger uses, which recovery on clean
+    data cannot rebuild.
     """
 
     alpha: float | None = None
@@ -58,6 +62,7 @@ class SeamConfig:
     forget_labels: Literal["wrong", "any"] = "wrong"
     forget_label_draw: Literal["batch", "once"] = "batch"
     forget_freeze_classifier: bool = False
+    recover_perturb: float = 0.0
     batch_size: int = 32
     augment: bool = True
     seed: int = 0

@@ -8,6 +8,10 @@
    beta * ACC_orig (or beta, with recover_target="absolute").
 4. The model as it is when recovery stops is the output: no epoch is chosen by looking at anything.
 
+Options beyond the paper (SeamConfig documents each): which labels forgetting draws, a frozen classifier
+while forgetting, noise on the weights between the phases (`recover_perturb`), a re-initialised classifier,
+annealed recovery and augmentation.
+
 Blind by construction: this module reads `task.defender` and nothing else of the Task's data.
 """
 
@@ -90,6 +94,15 @@ def forgetting_parameters(model: nn.Module, freeze_classifier: bool) -> list[nn.
     return [p for p in model.parameters() if id(p) not in frozen]
 
 
+def perturb_weights(model: nn.Module, scale: float, generator: torch.Generator) -> None:
+    """Add noise of `scale` times each weight matrix's standard deviation (biases and norms untouched)."""
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.dim() >= 2:
+                noise = torch.randn(parameter.shape, generator=generator).to(parameter.device)
+                parameter.add_(scale * parameter.std() * noise)
+
+
 def make_optimizer(
     name: str,
     parameters: list[nn.Parameter],
@@ -148,6 +161,8 @@ def seam(task: Task, config: SeamConfig) -> SeamResult:
     any_class = config.forget_labels == "any"
     if config.forget_label_draw not in ("batch", "once"):
         raise ValueError(f"forget_label_draw is {config.forget_label_draw!r}: use batch or once")
+    if config.recover_perturb < 0:
+        raise ValueError(f"recover_perturb is {config.recover_perturb}: use 0 (off) or a positive scale")
     acc_orig = defender_accuracy()
     alpha = forget_alpha(k, config)
 
@@ -179,6 +194,8 @@ def seam(task: Task, config: SeamConfig) -> SeamResult:
     start = time.perf_counter()
     if config.reinit_classifier:
         reset_classifier(model)
+    if config.recover_perturb > 0:
+        perturb_weights(model, config.recover_perturb, generator)
     goal = config.beta * acc_orig if config.recover_target == "relative" else config.beta
     optimizer = make_optimizer(
         config.recover_optimizer,

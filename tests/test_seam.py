@@ -247,3 +247,23 @@ def test_annealed_recovery_trains_the_epochs_past_its_goal_at_falling_rates(monk
     assert rates[:before_goal] == [1e-2] * before_goal
     expected = [seam_module.annealed_lr(1e-2, epoch, 4) for epoch in range(1, 5)]
     assert rates[before_goal:] == expected
+
+
+def test_recover_perturb_adds_noise_scaled_to_each_weight_matrix_before_recovery():
+    task = cluster_task()
+    # no learning in either phase, so the output shows exactly what happened between them
+    frozen = dict(forget_lr=0.0, forget_max_epochs=1, recover_lr=0.0, recover_max_epochs=1)
+    unchanged = seam(task, quick_config(**frozen)).model
+    perturbed = seam(task, quick_config(**frozen, recover_perturb=0.5)).model
+    again = seam(task, quick_config(**frozen, recover_perturb=0.5)).model
+    models = (unchanged, perturbed, again)
+    for (name, original), same, noisy, noisy_again in zip(
+        task.model.named_parameters(), *(m.parameters() for m in models), strict=True
+    ):
+        assert torch.equal(same, original)
+        assert torch.equal(noisy, noisy_again)  # drawn from the SEAM seed
+        if original.dim() >= 2:  # weight matrices: noise of 0.5 of their own spread
+            ratio = float((noisy - original).std() / original.std())
+            assert 0.4 < ratio < 0.6, name
+        else:  # biases untouched
+            assert torch.equal(noisy, original), name
