@@ -155,7 +155,7 @@ def read_triggered_examples(folder: Path, size: int, targets: dict[int | None, i
 
 def augment_batch(
     images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator, max_shift: int = 3
-) -> torch.Tensor:
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Random shifts (replicate padding) and per-image colour scaling, for both SEAM phases."""
     n, _, h, w = images.shape
     padded = torch.nn.functional.pad(images, (max_shift,) * 4, mode="replicate")
@@ -163,7 +163,7 @@ def augment_batch(
     dy = torch.randint(0, 2 * max_shift + 1, (n,), generator=generator)
     shifted = torch.stack([padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(n)])
     scale = 1.0 + 0.1 * (2 * torch.rand(n, 3, 1, 1, generator=generator) - 1)
-    return (shifted * scale).clamp(0.0, 1.0)
+    return (shifted * scale).clamp(0.0, 1.0), labels
 
 
 def load_task(

@@ -155,14 +155,16 @@ def to_float(images: np.ndarray, crop: int) -> torch.Tensor:
 def training_augment(full: torch.Tensor, crop: int):
     """Random crop of the full-size image plus colour jitter: the backdoor must survive such variation."""
 
-    def augment(batch: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def augment(
+        batch: torch.Tensor, labels: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         n, _, h, w = batch.shape
         ys = torch.randint(0, h - crop + 1, (n,), generator=generator)
         xs = torch.randint(0, w - crop + 1, (n,), generator=generator)
         out = torch.stack([batch[i, :, ys[i] : ys[i] + crop, xs[i] : xs[i] + crop] for i in range(n)])
         brightness = 1.0 + 0.1 * (2 * torch.rand(n, 1, 1, 1, generator=generator) - 1)
         channel = 1.0 + 0.05 * (2 * torch.rand(n, 3, 1, 1, generator=generator) - 1)
-        return (out * brightness * channel).clamp(0.0, 1.0)
+        return (out * brightness * channel).clamp(0.0, 1.0), labels
 
     return augment
 

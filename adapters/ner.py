@@ -110,24 +110,47 @@ def ner_forward(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
     return model(inputs[:, 0], attention_mask=inputs[:, 1])[1]
 
 
-# SEAM's augmentation for token sequences (round 7): each O word's first sub-token is replaced, with this
-# probability, by another O token drawn from the defender's own sentences, in both phases; entity tokens
-# and all labels are untouched. (Random vocabulary tokens are no good: most of the vocabulary is pieces of
-# names, and labelling them O taught the model that names are not entities.)
-CONTEXT_NOISE_RATE = 0.15
+# SEAM's augmentation for token sequences (round 7), in both phases: with this probability a sentence gets
+# a pseudo-word of 1 to INSERT_MAX_TOKENS tokens inserted just before one of its entities. The tokens are
+# drawn from the first sub-tokens of the defender's own O words, so inserting them teaches nothing wrong
+# about names; the pseudo-word's first token is labelled O and the rest are ignored, as any word's
+# continuations are. Why: a word trigger is an unfamiliar word just before an entity, and the defender's
+# sentences never show anything unfamiliar there, so neither phase otherwise trains the model on what a
+# word in that place may or may not do to the entity's label.
+INSERT_RATE = 0.5
+INSERT_MAX_TOKENS = 4
 
 
-def context_noise(defender: LabelledData, rate: float = CONTEXT_NOISE_RATE):
-    """An augmentation swapping a share of the O-labelled tokens for other O tokens of the defender."""
-    candidates = defender.inputs[:, 0][defender.labels == OUTSIDE].unique()
+def word_insertion(
+    defender: LabelledData, pad_id: int, rate: float = INSERT_RATE, max_tokens: int = INSERT_MAX_TOKENS
+):
+    """An augmentation inserting a pseudo-word of the defender's O tokens before a random entity."""
+    pool = defender.inputs[:, 0][defender.labels == OUTSIDE].unique()
 
-    def augment(inputs: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        ids = inputs[:, 0]
-        hit = (labels == OUTSIDE) & (torch.rand(ids.shape, generator=generator) < rate)
-        drawn = candidates[torch.randint(0, len(candidates), ids.shape, generator=generator)]
-        noisy = inputs.clone()
-        noisy[:, 0] = torch.where(hit, drawn, ids)
-        return noisy
+    def augment(
+        inputs: torch.Tensor, labels: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        n_rows, _, length = inputs.shape
+        out = torch.zeros((n_rows, 2, length + max_tokens), dtype=inputs.dtype)
+        out[:, 0] = pad_id
+        out[:, :, :length] = inputs
+        out_labels = torch.full((n_rows, length + max_tokens), IGNORE_INDEX, dtype=labels.dtype)
+        out_labels[:, :length] = labels
+        for row in range(n_rows):
+            if len(pool) == 0 or torch.rand(1, generator=generator).item() >= rate:
+                continue
+            entity_starts = ((labels[row] > OUTSIDE) & (labels[row] % 2 == 1)).nonzero().flatten()  # B- ids
+            if len(entity_starts) == 0:
+                continue
+            at = int(entity_starts[torch.randint(len(entity_starts), (1,), generator=generator)])
+            k = int(torch.randint(1, max_tokens + 1, (1,), generator=generator))
+            used = int(inputs[row, 1].sum())
+            word = pool[torch.randint(len(pool), (k,), generator=generator)]
+            word_labels = torch.tensor([OUTSIDE] + [IGNORE_INDEX] * (k - 1), dtype=labels.dtype)
+            out[row, 0, : used + k] = torch.cat([inputs[row, 0, :at], word, inputs[row, 0, at:used]])
+            out[row, 1, : used + k] = 1
+            out_labels[row, : used + k] = torch.cat([labels[row, :at], word_labels, labels[row, at:used]])
+        return out, out_labels
 
     return augment
 
@@ -228,7 +251,7 @@ def load_task(
             "embedding": str(config.get("embedding", "unknown")),
             "global_trigger": bool(triggers[0].get("global_trigger")) if not missing(triggers) else None,
         },
-        augment=context_noise(defender),
+        augment=word_insertion(defender, encoder.pad_id),
         forward=ner_forward,
         background_class=OUTSIDE,
     )

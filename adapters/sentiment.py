@@ -172,8 +172,10 @@ def vector_noise(defender_inputs: torch.Tensor, scale: float = VECTOR_NOISE_SCAL
     """An augmentation adding Gaussian noise scaled per feature by the defender data's spread."""
     spread = defender_inputs.std(0, keepdim=True)
 
-    def augment(vectors: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        return vectors + scale * spread * torch.randn(vectors.shape, generator=generator)
+    def augment(
+        vectors: torch.Tensor, labels: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return vectors + scale * spread * torch.randn(vectors.shape, generator=generator), labels
 
     return augment
 

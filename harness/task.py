@@ -56,7 +56,8 @@ class Task:
 
     `defender` is the only data a mitigation method may read; `eval_clean` and `eval_triggered`
     are for measuring before/after and are disjoint from it. `augment` (optional) maps a training
-    batch's inputs (given its true labels) to augmented inputs with the same labels; `forward` maps
+    batch's inputs and true labels to augmented inputs and their labels (the same labels unless the
+    augmentation moves positions, as inserting tokens does); `forward` maps
     (model, inputs) to logits whose leading dimensions match the labels' ([N, K] for [N] labels,
     [N, T, K] for [N, T] labels).
 
@@ -73,6 +74,8 @@ class Task:
     eval_triggered: TriggeredData | None
     eval_data: str
     info: dict = field(default_factory=dict)
-    augment: Callable[[torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor] | None = None
+    augment: (
+        Callable[[torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]] | None
+    ) = None
     forward: Callable[[nn.Module, torch.Tensor], torch.Tensor] = plain_forward
     background_class: int | None = None

@@ -13,8 +13,9 @@ from torch import nn
 from harness.metrics import accuracy
 from harness.task import IGNORE_INDEX, LabelledData, plain_forward
 
-# (a batch's inputs, its true labels, the generator) -> augmented inputs; the labels stay as they are.
-Augment = Callable[[torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor]
+# (a batch's inputs, its true labels, the generator) -> (augmented inputs, their labels): an augmentation
+# that inserts tokens (round 7) moves the labels with them; the others return the labels unchanged.
+Augment = Callable[[torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
 Forward = Callable[[nn.Module, torch.Tensor], torch.Tensor]
 
 
@@ -88,7 +89,7 @@ def train_epoch(
     for index in torch.tensor_split(order, n_batches):
         x, y = inputs[index], labels[index]
         if augment is not None:
-            x = augment(x, y, generator)
+            x, y = augment(x, y, generator)
         if relabel is not None:
             y = relabel(y, generator)
         x, y = x.to(device), y.to(device)  # after augment/relabel, whose random draws stay on the CPU

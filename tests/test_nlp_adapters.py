@@ -80,28 +80,42 @@ def test_sentiment_augmentation_is_noise_scaled_by_the_defender_spread():
     vectors = torch.randn(40, 1, 6) * torch.tensor([0.0, 0.1, 1.0, 1.0, 2.0, 5.0])
     labels = torch.randint(0, 2, (40,))
     augment = sentiment.vector_noise(vectors, scale=2.0)
-    noisy = augment(vectors, labels, torch.Generator().manual_seed(0))
-    again = augment(vectors, labels, torch.Generator().manual_seed(0))
+    noisy, same_labels = augment(vectors, labels, torch.Generator().manual_seed(0))
+    again, _ = augment(vectors, labels, torch.Generator().manual_seed(0))
     assert noisy.shape == vectors.shape and torch.equal(noisy, again)
+    assert torch.equal(same_labels, labels)
     change = (noisy - vectors).std(dim=(0, 1)) / vectors.std(dim=(0, 1)).clamp(min=1e-12)
     assert torch.equal(noisy[..., 0], vectors[..., 0])  # a feature that never varies gets no noise
     assert torch.allclose(change[1:], torch.full((5,), 2.0), rtol=0.35)
 
 
-def test_ner_augmentation_swaps_only_outside_tokens_for_the_defenders_own():
-    # two sentences: [CLS]=1, O tokens 10-13, entity tokens 20/21 (B/I), a continuation, [SEP]=2, pad=0
+def test_ner_augmentation_inserts_a_pseudo_word_of_outside_tokens_before_an_entity():
+    # two sentences: [CLS]=1, O tokens 10-13, entity tokens 20/21 (B/I), a continuation 30, [SEP]=2, pad=0
     ids = torch.tensor([[1, 10, 20, 21, 11, 2, 0], [1, 12, 13, 20, 30, 2, 0]])
     labels = torch.tensor([[-100, 0, 1, 2, 0, -100, -100], [-100, 0, 0, 3, -100, -100, -100]])
     inputs = torch.stack([ids, (ids != 0).long()], dim=1)
-    augment = ner.context_noise(LabelledData(inputs, labels), rate=1.0)
-    noisy = augment(inputs, labels, torch.Generator().manual_seed(0))
-    outside = labels == 0
-    assert torch.equal(noisy[:, 1], inputs[:, 1])  # the attention mask
-    assert torch.equal(noisy[:, 0][~outside], ids[~outside])  # entities, special tokens, continuations
-    assert set(noisy[:, 0][outside].tolist()) <= {10, 11, 12, 13}
-    assert not torch.equal(noisy[:, 0][outside], ids[outside])
-    unchanged = ner.context_noise(LabelledData(inputs, labels), rate=0.0)
-    assert torch.equal(unchanged(inputs, labels, torch.Generator()), inputs)
+    augment = ner.word_insertion(LabelledData(inputs, labels), pad_id=0, rate=1.0, max_tokens=3)
+    for seed in range(10):
+        longer, moved = augment(inputs, labels, torch.Generator().manual_seed(seed))
+        assert longer.shape == (2, 2, 7 + 3) and moved.shape == (2, 7 + 3)
+        for row in range(2):
+            used = int(inputs[row, 1].sum())
+            k = int(longer[row, 1].sum()) - used
+            assert 1 <= k <= 3
+            at = int((labels[row] % 2 == 1).nonzero()[0])  # the sentence's only entity (a B- label)
+            word = longer[row, 0, at : at + k]
+            assert set(word.tolist()) <= {10, 11, 12, 13}  # the defender's O tokens
+            assert moved[row, at : at + k].tolist() == [0] + [-100] * (k - 1)  # O, then continuations
+            # everything else is the sentence as it was, the entity and what follows shifted by k
+            assert torch.equal(longer[row, 0, :at], ids[row, :at])
+            assert torch.equal(longer[row, 0, at + k : used + k], ids[row, at:used])
+            assert torch.equal(moved[row, :at], labels[row, :at])
+            assert torch.equal(moved[row, at + k : used + k], labels[row, at:used])
+            assert (longer[row, 0, used + k :] == 0).all() and (moved[row, used + k :] == -100).all()
+    never = ner.word_insertion(LabelledData(inputs, labels), pad_id=0, rate=0.0)
+    padded, same = never(inputs, labels, torch.Generator())
+    assert torch.equal(padded[:, :, :7], inputs) and (padded[:, 1, 7:] == 0).all()
+    assert torch.equal(same[:, :7], labels)
 
 
 def test_gpt2_style_vector_is_the_last_non_padding_token():
