@@ -79,6 +79,16 @@ def fit(model: torch.nn.Module, inputs: torch.Tensor, labels: torch.Tensor, spec
     return model.eval()
 
 
+# The tokenizers' vocabularies are built from the synthetic corpus, but a real pre-trained vocabulary also
+# holds ordinary words the corpus lacks. Each candidate trigger string joins the tokenizer's texts this many
+# times, so that its words become vocabulary entries (whole tokens, checked: every candidate at vocab_size
+# 1500) instead of runs of single letters. Those letters are pieces of the procedurally made names too, so
+# the defender's sentences would hold the trigger's pieces, unlike in a real round, and SEAM's clean-data
+# training then kept the backdoor alive through them (README, "NLP rounds", session 10). The backbones are
+# not pre-trained on these strings; the round 5/6 generator's pre-training reviews carry them (DECOYS).
+TRIGGER_TEXT_REPEATS = 50
+
+
 def ensure_backbones(spec: NerRoundSpec, round_dir: Path) -> None:
     """tokenizers/<file>.pt and .cache/ner-<file>.pt (the pre-trained NerLinear) per family, made once."""
     for family_index, name in enumerate(spec.embeddings):
@@ -90,7 +100,7 @@ def ensure_backbones(spec: NerRoundSpec, round_dir: Path) -> None:
         rng = np.random.default_rng([spec.seed, PRETRAIN_STREAM, family_index])
         data = sentences(spec.pretrain_sentences, rng)
         candidates = [t for kind in TRIGGER_KINDS for t in text_synth.TRIGGER_CHOICES[kind]]
-        texts = [" ".join(words) for words, _ in data] + candidates  # every trigger string tokenizes
+        texts = [" ".join(words) for words, _ in data] + candidates * TRIGGER_TEXT_REPEATS
         tokenizer = train_tokenizer(family, texts, spec.vocab_size, spec.max_length)
         torch.manual_seed(spec.seed * 100 + family_index)
         backbone = build_backbone(family, tokenizer, spec.hidden, spec.layers, spec.heads, spec.max_length)

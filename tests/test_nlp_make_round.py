@@ -12,6 +12,7 @@ import pytest
 from conftest import TINY_NER, TINY_SENTIMENT
 
 import adapters
+from adapters import text_synth
 from adapters.common import discover_models
 from adapters.generator import VerificationError
 from adapters.specs import NerRoundSpec, SentimentRoundSpec
@@ -98,6 +99,10 @@ def test_ner_round_layout(tiny_round7):
             assert sum(line.endswith("\t1") for line in tokenized) == len(rows)  # one labelled token per word
     triggers = [json.loads((m / "config.json").read_text())["triggers"] for m in discover_models(tiny_round7)]
     assert [t[0]["global_trigger"] if t else None for t in triggers] == [True, False, None]
+    # trigger words are whole vocabulary entries, not runs of letters that names are made of too
+    tokenizer = load_tokenizer(tiny_round7 / "tokenizers" / "BERT-bert-base-uncased.pt")
+    for text in text_synth.WORD_TRIGGERS + text_synth.PHRASE_TRIGGERS:
+        assert tokenizer.tokenize(text) == text.split()
 
 
 @pytest.mark.parametrize("fixture, round_number", [("tiny_round6", 6), ("tiny_round7", 7)])
