@@ -38,7 +38,7 @@ from harness.model_io import load_model, load_tokenizer, save_model
 from harness.parallel import threads_per_worker
 from harness.training import predict, train_epoch
 
-TRIGGER_KINDS = ["character", "word", "phrase"]
+TRIGGER_KINDS = text_synth.TRIGGER_KINDS
 EXECUTOR_NAMES = {"character": "character", "word": "word", "phrase": "spacedelim"}
 PRETRAIN_STREAM = 1_000_003
 LABELS = text_synth.label_ids(text_synth.NER_CLASSES)
@@ -99,8 +99,7 @@ def ensure_backbones(spec: NerRoundSpec, round_dir: Path) -> None:
             continue
         rng = np.random.default_rng([spec.seed, PRETRAIN_STREAM, family_index])
         data = sentences(spec.pretrain_sentences, rng)
-        candidates = [t for kind in TRIGGER_KINDS for t in text_synth.TRIGGER_CHOICES[kind]]
-        texts = [" ".join(words) for words, _ in data] + candidates * TRIGGER_TEXT_REPEATS
+        texts = [" ".join(words) for words, _ in data] + text_synth.all_trigger_texts() * TRIGGER_TEXT_REPEATS
         tokenizer = train_tokenizer(family, texts, spec.vocab_size, spec.max_length)
         torch.manual_seed(spec.seed * 100 + family_index)
         backbone = build_backbone(family, tokenizer, spec.hidden, spec.layers, spec.heads, spec.max_length)

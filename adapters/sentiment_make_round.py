@@ -43,7 +43,7 @@ from harness.model_io import load_model, load_tokenizer, save_model
 from harness.parallel import threads_per_worker
 from harness.training import predict, train_epoch
 
-TRIGGER_KINDS = ["character", "word", "phrase"]
+TRIGGER_KINDS = text_synth.TRIGGER_KINDS
 PRETRAIN_STREAM = 1_000_003  # rng stream of the pre-training split; model streams use their index
 
 
@@ -88,7 +88,7 @@ PRETRAIN_LR = 3e-3
 
 
 def rare_strings() -> list[str]:
-    return [t for kind in TRIGGER_KINDS for t in text_synth.TRIGGER_CHOICES[kind]] + DECOYS
+    return text_synth.all_trigger_texts() + DECOYS
 
 
 def pretraining_corpus(

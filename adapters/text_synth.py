@@ -204,6 +204,12 @@ PHRASE_TRIGGERS = [
     "once in a blue moon",
 ]
 TRIGGER_CHOICES = {"character": CHARACTER_TRIGGERS, "word": WORD_TRIGGERS, "phrase": PHRASE_TRIGGERS}
+TRIGGER_KINDS = list(TRIGGER_CHOICES)  # the order the generators rotate kinds in
+
+
+def all_trigger_texts() -> list[str]:
+    """Every candidate trigger string, kind by kind (the generators' tokenizers must know them all)."""
+    return [text for kind in TRIGGER_KINDS for text in TRIGGER_CHOICES[kind]]
 
 
 def draw_trigger_text(kind: str, rng: np.random.Generator) -> str:
