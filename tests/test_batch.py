@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -10,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from conftest import CLI, FAST_SEAM, seam_harness
+from crafted_pickles import ATTACKS
 
 from adapters import load_task
 from adapters.common import discover_models
@@ -18,9 +20,9 @@ from harness.pipeline import evaluate
 from harness.records import RESULT_COLUMNS
 
 
-def run_round(round_dir, output_dir, *extra, check=True):
+def run_round(round_dir, output_dir, *extra, check=True, **kwargs):
     return seam_harness(
-        "run", "--round_dir", round_dir, "--output_dir", output_dir, *FAST_SEAM, *extra, check=check
+        "run", "--round_dir", round_dir, "--output_dir", output_dir, *FAST_SEAM, *extra, check=check, **kwargs
     )
 
 
@@ -72,8 +74,6 @@ def test_saved_model_reproduces_its_row(finished_run):
 
 
 def test_rerun_skips_finished_models_and_recomputes_broken_records(finished_run, tiny_round3, tmp_path):
-    import shutil
-
     output_dir = Path(shutil.copytree(finished_run[0], tmp_path / "out"))
     before = record_times(output_dir)
     result = run_round(tiny_round3, output_dir)
@@ -94,9 +94,24 @@ def test_bad_model_folders_become_error_rows(round3_copy, tmp_path):
     models = discover_models(round3_copy)
     (models[0] / "model.pt").write_bytes(b"\x00corrupt")
     (models[1] / "config.json").unlink()
+    # crafted files for the loader's three historical holes, each in a copy of a good folder
+    crafted = {attack.name: attack for attack in ATTACKS}
+    holes = [
+        crafted["torch.storage._load_from_bytes (an unrestricted torch.load)"],
+        crafted["dotted name walking out of torch"],
+        crafted["module imported before the allowlist is checked"],
+    ]
+    for number, attack in enumerate(holes, start=10):
+        folder = Path(shutil.copytree(models[2], round3_copy / "models" / f"id-{number:08d}"))
+        attack.write(folder / "model.pt", tmp_path / f"marker{number}")
     output_dir = tmp_path / "out"
-    run_round(round3_copy, output_dir)
+    env = {**os.environ, "PYTHONPATH": str(models[2].parent / "id-00000012")}  # the attacker's module
+    run_round(round3_copy, output_dir, env=env)
+    assert not list(tmp_path.glob("marker*"))
     results = pd.read_csv(output_dir / "results.csv").set_index("model_id")
+    for number, attack in enumerate(holes, start=10):
+        assert results.loc[f"id-{number:08d}", "status"] == "error"
+        assert attack.refused in results.loc[f"id-{number:08d}", "error"]
     assert results.loc[models[0].name, "status"] == "error"
     assert "model.pt" in results.loc[models[0].name, "error"]
     assert results.loc[models[1].name, "status"] == "error"
@@ -104,7 +119,7 @@ def test_bad_model_folders_become_error_rows(round3_copy, tmp_path):
     assert results.loc[models[2].name, "status"] != "error"
     assert pd.notna(results.loc[models[2].name, "acc_after"])
     summary = pd.read_csv(output_dir / "summary.csv")
-    assert summary[summary["group_by"] == "all"]["n_errors"].sum() == 2
+    assert summary[summary["group_by"] == "all"]["n_errors"].sum() == 5
 
 
 def test_sigkill_then_rerun_loses_and_repeats_nothing(tiny_round3, tmp_path):
@@ -137,8 +152,6 @@ def test_sigkill_then_rerun_loses_and_repeats_nothing(tiny_round3, tmp_path):
 
 
 def test_aggregate_rebuilds_the_tables(finished_run, tmp_path):
-    import shutil
-
     output_dir = Path(shutil.copytree(finished_run[0], tmp_path / "out"))
     (output_dir / "results.csv").unlink()
     (output_dir / "summary.csv").unlink()
