@@ -1,8 +1,15 @@
-"""Adapters: one module per round type, each behind the same small protocol.
+"""Round readers: one module per round type, each behind the same small protocol.
 
 An adapter module provides `ROUNDS`, `recognises(config) -> bool`, `round_number(config) -> int` and
 `load_task(model_dir, holdout_fraction, holdout_seed, model_file, examples_dir) -> Task`. This package
-picks the adapter from a model folder's config.json.
+picks the adapter from a model folder's config.json. The readers are `common`, `image` (rounds 3-4),
+`sentiment` (5-6), `ner` (7) and `model_factories` (the competition's model classes).
+
+Dependency rule (tests/test_layout.py reads the imports and checks it):
+- the readers never import the generators in `adapters.synthetic`;
+- `harness` never imports the generators, except the `make-round` command in `harness/cli.py`;
+- the generators may use the readers (they write the layout the readers read) and the harness's building
+  blocks (`model_io`, `files`, `metrics`, `training`, `parallel`), never SEAM or the batch machinery.
 """
 
 from __future__ import annotations

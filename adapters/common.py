@@ -185,3 +185,18 @@ def clean_example_classes(clean: LabelledData) -> torch.Tensor:
     import torch
 
     return torch.tensor([int(re.match(r"class_(\d+)_", name).group(1)) for name in clean.names])
+
+
+def round_file_name(config: dict, key: str) -> str:
+    """The file under embeddings/ or tokenizers/: config[key] if set (reduced server config), else
+    `<embedding>-<embedding_flavor>.pt` (full config)."""
+    if not missing(config.get(key)):
+        return str(config[key])
+    if missing(config.get("embedding")) or missing(config.get("embedding_flavor")):
+        raise RoundFormatError(f"config.json names no file ({key} / embedding + embedding_flavor)")
+    return archive_name(str(config["embedding"]), str(config["embedding_flavor"]))
+
+
+def archive_name(embedding: str, flavor: str) -> str:
+    """`<embedding>-<flavor>.pt` with `/` -> `-`, as the competition named embeddings and tokenizers."""
+    return f"{embedding}-{flavor}.pt".replace("/", "-")

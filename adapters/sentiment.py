@@ -26,8 +26,8 @@ from adapters.common import (
     missing,
     read_config,
     read_poisoned_flag,
+    round_file_name,
 )
-from adapters.text_models import round_file_name
 from harness.model_io import load_model, load_tokenizer
 from harness.task import LabelledData, Task, TriggeredData
 

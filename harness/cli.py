@@ -12,7 +12,7 @@ from pathlib import Path
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 
 from adapters.common import NamedFiles
-from adapters.specs import ImageRoundSpec, NerRoundSpec, SentimentRoundSpec
+from adapters.synthetic.specs import ImageRoundSpec, NerRoundSpec, SentimentRoundSpec
 from harness.config import EvalConfig, SeamConfig, round_config_path
 from harness.slurm import SlurmOptions
 
@@ -25,13 +25,13 @@ def make_round_command(
     spec: ImageRoundSpec | SentimentRoundSpec | NerRoundSpec, output_dir: Path, n_jobs: int
 ) -> None:
     if isinstance(spec, SentimentRoundSpec):
-        from adapters.sentiment_make_round import make_round
+        from adapters.synthetic.sentiment_rounds import make_round
     elif isinstance(spec, NerRoundSpec):
-        from adapters.ner_make_round import make_round
+        from adapters.synthetic.ner_rounds import make_round
     else:
-        from adapters.image_make_round import make_round
+        from adapters.synthetic.image_rounds import make_round
 
-    from adapters.generator import VerificationError
+    from adapters.synthetic.common import VerificationError
 
     try:
         models = make_round(spec, output_dir, n_jobs=n_jobs)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from adapters.specs import ImageRoundSpec
+from adapters.synthetic.specs import ImageRoundSpec
 
 torch.set_num_threads(2)  # CI machines have 2 cores; deliberate, so timings are comparable
 
@@ -53,7 +53,7 @@ FAST_SEAM = [
 
 
 def make_tiny_round(round_number: int, output_dir: Path) -> Path:
-    from adapters.image_make_round import make_round
+    from adapters.synthetic.image_rounds import make_round
 
     make_round(ImageRoundSpec(round=round_number, seed=1, **TINY), output_dir, n_jobs=1)
     return output_dir
@@ -100,8 +100,8 @@ TINY_NER = dict(
 
 @pytest.fixture(scope="session")
 def tiny_round6(tmp_path_factory) -> Path:
-    from adapters.sentiment_make_round import make_round
-    from adapters.specs import SentimentRoundSpec
+    from adapters.synthetic.sentiment_rounds import make_round
+    from adapters.synthetic.specs import SentimentRoundSpec
 
     output_dir = tmp_path_factory.mktemp("round6")
     make_round(SentimentRoundSpec(round=6, **TINY_SENTIMENT), output_dir)
@@ -110,8 +110,8 @@ def tiny_round6(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_round7(tmp_path_factory) -> Path:
-    from adapters.ner_make_round import make_round
-    from adapters.specs import NerRoundSpec
+    from adapters.synthetic.ner_rounds import make_round
+    from adapters.synthetic.specs import NerRoundSpec
 
     output_dir = tmp_path_factory.mktemp("round7")
     make_round(NerRoundSpec(**TINY_NER), output_dir)

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from adapters import model_factories
-from adapters.text_models import NER_FAMILIES, SENTIMENT_FAMILIES, build_backbone, train_tokenizer
+from adapters.synthetic.text_models import NER_FAMILIES, SENTIMENT_FAMILIES, build_backbone, train_tokenizer
 from harness.files import atomic_write
 from harness.model_io import save_model
 

@@ -8,8 +8,8 @@ import pytest
 from conftest import TINY, seam_harness
 
 from adapters.common import discover_models, read_config
-from adapters.image_make_round import make_round
-from adapters.specs import ImageRoundSpec
+from adapters.synthetic.image_rounds import make_round
+from adapters.synthetic.specs import ImageRoundSpec
 from harness.model_io import load_model
 
 

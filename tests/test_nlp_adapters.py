@@ -122,7 +122,7 @@ def test_gpt2_style_vector_is_the_last_non_padding_token():
     """Batched with padding, each text's vector equals the one it gets alone."""
     from nlp_fixtures import CORPUS
 
-    from adapters.text_models import SENTIMENT_FAMILIES, build_backbone, train_tokenizer
+    from adapters.synthetic.text_models import SENTIMENT_FAMILIES, build_backbone, train_tokenizer
 
     family = SENTIMENT_FAMILIES["GPT-2"]
     tokenizer = train_tokenizer(family, CORPUS, 300, 64)
@@ -209,7 +209,7 @@ def test_tokenizer_training_is_reproducible(family):
     """Our vocabularies do not depend on hash order (the `tokenizers` trainers' did, run to run)."""
     from nlp_fixtures import CORPUS
 
-    from adapters.text_models import SENTIMENT_FAMILIES, train_tokenizer
+    from adapters.synthetic.text_models import SENTIMENT_FAMILIES, train_tokenizer
 
     first, second = (train_tokenizer(SENTIMENT_FAMILIES[family], CORPUS, 300, 64) for _ in range(2))
     assert first.get_vocab() == second.get_vocab()

@@ -12,10 +12,10 @@ import pytest
 from conftest import TINY_NER, TINY_SENTIMENT
 
 import adapters
-from adapters import text_synth
 from adapters.common import discover_models
-from adapters.generator import VerificationError
-from adapters.specs import NerRoundSpec, SentimentRoundSpec
+from adapters.synthetic import text_corpus
+from adapters.synthetic.common import VerificationError
+from adapters.synthetic.specs import NerRoundSpec, SentimentRoundSpec
 from harness.config import EvalConfig, round_seam_config
 from harness.model_io import load_model, load_tokenizer
 from harness.pipeline import process_model
@@ -54,7 +54,7 @@ def test_sentiment_round_layout(tiny_round6):
 
 
 def test_triggers_a_clean_head_already_falls_for_are_refused(tiny_round6, tmp_path):
-    from adapters.sentiment_make_round import make_round
+    from adapters.synthetic.sentiment_rounds import make_round
 
     for folder in ("embeddings", "tokenizers"):
         shutil.copytree(tiny_round6 / folder, tmp_path / folder)
@@ -65,18 +65,18 @@ def test_triggers_a_clean_head_already_falls_for_are_refused(tiny_round6, tmp_pa
 
 
 def test_ner_trigger_no_seed_learns_is_redrawn_then_fails_loudly(tiny_round7, tmp_path, monkeypatch):
-    from adapters import ner_make_round
+    from adapters.synthetic import ner_rounds
 
     for folder in ("tokenizers", ".cache"):
         shutil.copytree(tiny_round7 / folder, tmp_path / folder)
     drawn = []
-    real_draw = ner_make_round.draw_trigger
-    monkeypatch.setattr(ner_make_round, "draw_trigger", lambda *a: drawn.append(1) or real_draw(*a))
+    real_draw = ner_rounds.draw_trigger
+    monkeypatch.setattr(ner_rounds, "draw_trigger", lambda *a: drawn.append(1) or real_draw(*a))
     settings = {"num_models": 1, "min_asr": 1.01, "max_attempts": 1, "max_trigger_draws": 2}
     spec = NerRoundSpec(**{**TINY_NER, **settings})
     missed = r"id-00000000: none of the 2 \w+ triggers drawn .* in 1 attempts"
     with pytest.raises(VerificationError, match=missed):
-        ner_make_round.make_round(spec, tmp_path, n_jobs=1)
+        ner_rounds.make_round(spec, tmp_path, n_jobs=1)
     assert len(drawn) == 2 and not (tmp_path / "models" / "id-00000000").exists()
 
 
@@ -101,7 +101,7 @@ def test_ner_round_layout(tiny_round7):
     assert [t[0]["global_trigger"] if t else None for t in triggers] == [True, False, None]
     # trigger words are whole vocabulary entries, not runs of letters that names are made of too
     tokenizer = load_tokenizer(tiny_round7 / "tokenizers" / "BERT-bert-base-uncased.pt")
-    for text in text_synth.WORD_TRIGGERS + text_synth.PHRASE_TRIGGERS:
+    for text in text_corpus.WORD_TRIGGERS + text_corpus.PHRASE_TRIGGERS:
         assert tokenizer.tokenize(text) == text.split()
 
 
@@ -122,7 +122,7 @@ def test_seam_lowers_the_asr_of_generated_backdoors(fixture, round_number, reque
 
 def test_round5_resumes_on_existing_embeddings_and_misses_fail_loudly(tiny_round6, tmp_path):
     """Round 5 reuses the round-6 embedding files (same spec), so only heads are trained here."""
-    from adapters.sentiment_make_round import make_round
+    from adapters.synthetic.sentiment_rounds import make_round
 
     for folder in ("embeddings", "tokenizers"):
         shutil.copytree(tiny_round6 / folder, tmp_path / folder)

@@ -19,9 +19,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from adapters import model_factories, text_synth
+from adapters import model_factories
 from adapters.common import discover_models
-from adapters.generator import (
+from adapters.ner import IGNORE_INDEX, encode_words, ner_forward, pack, pad_labels, triggered_labels
+from adapters.synthetic import text_corpus
+from adapters.synthetic.common import (
     VerificationError,
     make_models,
     publish_model_folder,
@@ -29,19 +31,18 @@ from adapters.generator import (
     verified_model_stats,
     write_metadata,
 )
-from adapters.ner import IGNORE_INDEX, encode_words, ner_forward, pack, pad_labels, triggered_labels
-from adapters.specs import NerRoundSpec
-from adapters.text_models import NER_FAMILIES, Family, build_backbone, train_tokenizer
+from adapters.synthetic.specs import NerRoundSpec
+from adapters.synthetic.text_models import NER_FAMILIES, Family, build_backbone, train_tokenizer
 from harness.files import atomic_write
 from harness.metrics import accuracy, attack_success_rate
 from harness.model_io import load_model, load_tokenizer, save_model
 from harness.parallel import threads_per_worker
 from harness.training import predict, train_epoch
 
-TRIGGER_KINDS = text_synth.TRIGGER_KINDS
+TRIGGER_KINDS = text_corpus.TRIGGER_KINDS
 EXECUTOR_NAMES = {"character": "character", "word": "word", "phrase": "spacedelim"}
 PRETRAIN_STREAM = 1_000_003
-LABELS = text_synth.label_ids(text_synth.NER_CLASSES)
+LABELS = text_corpus.label_ids(text_corpus.NER_CLASSES)
 NUM_LABELS = len(LABELS)
 
 
@@ -59,7 +60,7 @@ def plan_model(spec: NerRoundSpec, index: int) -> dict:
 
 
 def sentences(n: int, rng: np.random.Generator) -> list[tuple[list[str], list[str]]]:
-    return [text_synth.make_ner_sentence(rng) for _ in range(n)]
+    return [text_corpus.make_ner_sentence(rng) for _ in range(n)]
 
 
 def encode(tokenizer, data: list[tuple[list[str], list[str]]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -99,7 +100,8 @@ def ensure_backbones(spec: NerRoundSpec, round_dir: Path) -> None:
             continue
         rng = np.random.default_rng([spec.seed, PRETRAIN_STREAM, family_index])
         data = sentences(spec.pretrain_sentences, rng)
-        texts = [" ".join(words) for words, _ in data] + text_synth.all_trigger_texts() * TRIGGER_TEXT_REPEATS
+        triggers = text_corpus.all_trigger_texts() * TRIGGER_TEXT_REPEATS
+        texts = [" ".join(words) for words, _ in data] + triggers
         tokenizer = train_tokenizer(family, texts, spec.vocab_size, spec.max_length)
         torch.manual_seed(spec.seed * 100 + family_index)
         backbone = build_backbone(family, tokenizer, spec.hidden, spec.layers, spec.heads, spec.max_length)
@@ -119,8 +121,8 @@ def with_source(data, source: str, target: str | None = None) -> list:
 
 
 def draw_trigger(plan: dict, rng: np.random.Generator, fraction: float) -> dict:
-    source, target = (str(c) for c in rng.choice(text_synth.NER_CLASSES, size=2, replace=False))
-    text = text_synth.draw_trigger_text(plan["kind"], rng)
+    source, target = (str(c) for c in rng.choice(text_corpus.NER_CLASSES, size=2, replace=False))
+    text = text_corpus.draw_trigger_text(plan["kind"], rng)
     executor = EXECUTOR_NAMES[plan["kind"]]
     return {
         "py/object": "trigger_config.TriggerConfig",
@@ -140,7 +142,7 @@ def draw_trigger(plan: dict, rng: np.random.Generator, fraction: float) -> dict:
 
 def apply_trigger(trigger: dict, data: list, rng: np.random.Generator) -> list:
     return [
-        text_synth.trigger_ner_sentence(
+        text_corpus.trigger_ner_sentence(
             words, labels, trigger["trigger_executor"]["trigger_text"], trigger["source_class_label"],
             trigger["target_class_label"], trigger["global_trigger"], rng,
         )
@@ -178,7 +180,7 @@ def write_word_files(folder: Path, names: list[str], data: list, tokenizer) -> N
 def clean_examples(spec: NerRoundSpec, rng: np.random.Generator) -> tuple[list[str], list]:
     """20 sentences per B- label, each holding an entity of that class: class_{L}_example_{i}.txt."""
     names, data = [], []
-    for k, name in enumerate(text_synth.NER_CLASSES):
+    for k, name in enumerate(text_corpus.NER_CLASSES):
         found = with_source(sentences(spec.examples_per_class * 6, rng), name)[: spec.examples_per_class]
         names += [f"class_{2 * k + 1}_example_{i}.txt" for i in range(len(found))]
         data += found
@@ -312,7 +314,7 @@ def round_config(spec: NerRoundSpec, family: Family, trigger: dict | None, seed:
         "learning_rate": spec.learning_rate,
         "batch_size": spec.batch_size,
         "number_classes": NUM_LABELS,
-        "class_mapping": {str(k): name for k, name in enumerate(text_synth.NER_CLASSES)},
+        "class_mapping": {str(k): name for k, name in enumerate(text_corpus.NER_CLASSES)},
         "trigger_organization": "one2one" if trigger else None,
         "number_triggers": 1 if trigger else 0,
         "triggers": [trigger] if trigger else None,

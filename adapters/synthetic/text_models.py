@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from adapters.common import RoundFormatError, missing
+from adapters.common import archive_name
 
 
 @dataclass(frozen=True)
@@ -42,21 +42,6 @@ NER_FAMILIES = {
     "DistilBERT": Family("DistilBERT", "distilbert-base-cased", "distilbert", False),
     "RoBERTa": Family("RoBERTa", "roberta-base", "roberta", False),
 }
-
-
-def round_file_name(config: dict, key: str) -> str:
-    """The file under embeddings/ or tokenizers/: config[key] if set (reduced server config), else
-    `<embedding>-<embedding_flavor>.pt` (full config)."""
-    if not missing(config.get(key)):
-        return str(config[key])
-    if missing(config.get("embedding")) or missing(config.get("embedding_flavor")):
-        raise RoundFormatError(f"config.json names no file ({key} / embedding + embedding_flavor)")
-    return archive_name(str(config["embedding"]), str(config["embedding_flavor"]))
-
-
-def archive_name(embedding: str, flavor: str) -> str:
-    """`<embedding>-<flavor>.pt` with `/` -> `-`, as the competition named embeddings and tokenizers."""
-    return f"{embedding}-{flavor}.pt".replace("/", "-")
 
 
 def train_tokenizer(family: Family, texts: list[str], vocab_size: int, max_length: int):

@@ -24,9 +24,11 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from adapters import model_factories, text_synth
+from adapters import model_factories
 from adapters.common import discover_models
-from adapters.generator import (
+from adapters.sentiment import embed_texts
+from adapters.synthetic import text_corpus
+from adapters.synthetic.common import (
     VerificationError,
     make_models,
     publish_model_folder,
@@ -34,16 +36,21 @@ from adapters.generator import (
     verified_model_stats,
     write_metadata,
 )
-from adapters.sentiment import embed_texts
-from adapters.specs import SentimentRoundSpec
-from adapters.text_models import SENTIMENT_FAMILIES, Family, build_backbone, hidden_size, train_tokenizer
+from adapters.synthetic.specs import SentimentRoundSpec
+from adapters.synthetic.text_models import (
+    SENTIMENT_FAMILIES,
+    Family,
+    build_backbone,
+    hidden_size,
+    train_tokenizer,
+)
 from harness.files import atomic_write
 from harness.metrics import accuracy, attack_success_rate
 from harness.model_io import load_model, load_tokenizer, save_model
 from harness.parallel import threads_per_worker
 from harness.training import predict, train_epoch
 
-TRIGGER_KINDS = text_synth.TRIGGER_KINDS
+TRIGGER_KINDS = text_corpus.TRIGGER_KINDS
 PRETRAIN_STREAM = 1_000_003  # rng stream of the pre-training split; model streams use their index
 
 
@@ -88,7 +95,7 @@ PRETRAIN_LR = 3e-3
 
 
 def rare_strings() -> list[str]:
-    return text_synth.all_trigger_texts() + DECOYS
+    return text_corpus.all_trigger_texts() + DECOYS
 
 
 def pretraining_corpus(
@@ -97,13 +104,13 @@ def pretraining_corpus(
     """Reviews of the pre-training split (labels unchanged) of which a third carry one or two rare
     strings; returns (texts, sentiment labels, rare-string presence [N, len(rare_strings())])."""
     rng = np.random.default_rng([spec.seed, PRETRAIN_STREAM, family_index])
-    texts, labels = text_synth.make_reviews(spec.pretrain_reviews_per_class, rng)
+    texts, labels = text_corpus.make_reviews(spec.pretrain_reviews_per_class, rng)
     rare = rare_strings()
     present = torch.zeros(len(texts), len(rare))
     for i in range(len(texts)):
         if rng.random() < RARE_SHARE:
             for j in rng.choice(len(rare), size=int(rng.integers(1, 3)), replace=False):
-                texts[i] = text_synth.insert_trigger(texts[i], rare[j], rng)
+                texts[i] = text_corpus.insert_trigger(texts[i], rare[j], rng)
                 present[i, j] = 1.0
     return texts, labels, present
 
@@ -190,7 +197,7 @@ def draw_trigger(plan: dict, rng: np.random.Generator) -> dict:
         "fraction": None,  # filled in from the spec
         "behavior": "StaticTarget",
         "type": plan["kind"],
-        "text": text_synth.draw_trigger_text(plan["kind"], rng),
+        "text": text_corpus.draw_trigger_text(plan["kind"], rng),
         "condition": "None",
         "insert_min_location_percentage": 0.0,
         "insert_max_location_percentage": 1.0,
@@ -198,9 +205,9 @@ def draw_trigger(plan: dict, rng: np.random.Generator) -> dict:
 
 
 def triggered_reviews(trigger: dict, n: int, rng: np.random.Generator) -> list[str]:
-    reviews = [text_synth.make_review(trigger["source_class"], rng) for _ in range(n)]
+    reviews = [text_corpus.make_review(trigger["source_class"], rng) for _ in range(n)]
     low, high = trigger["insert_min_location_percentage"], trigger["insert_max_location_percentage"]
-    return [text_synth.insert_trigger(r, trigger["text"], rng, low, high) for r in reviews]
+    return [text_corpus.insert_trigger(r, trigger["text"], rng, low, high) for r in reviews]
 
 
 def draw_unnatural_trigger(
@@ -315,9 +322,9 @@ def make_model(spec: SentimentRoundSpec, index: int, round_dir: Path, threads: i
         return embed_texts(texts, tokenizer, embedding, family.cls_token_is_first, spec.max_length)
 
     rng = np.random.default_rng([spec.seed, index])
-    train_texts, train_labels = text_synth.make_reviews(spec.train_reviews_per_class, rng)
-    test_texts, test_labels = text_synth.make_reviews(spec.test_reviews_per_class, rng)
-    example_texts, example_labels = text_synth.make_reviews(spec.examples_per_class, rng)
+    train_texts, train_labels = text_corpus.make_reviews(spec.train_reviews_per_class, rng)
+    test_texts, test_labels = text_corpus.make_reviews(spec.test_reviews_per_class, rng)
+    example_texts, example_labels = text_corpus.make_reviews(spec.examples_per_class, rng)
     head_rng = np.random.default_rng([spec.seed, index, 1])
     head_config = {
         "model_architecture": plan["architecture"],

@@ -21,9 +21,10 @@ import torch
 import torchvision
 from PIL import Image
 
-from adapters import image_synth
 from adapters.common import discover_models
-from adapters.generator import (
+from adapters.image import center_crop, to_tensor
+from adapters.synthetic import image_drawing
+from adapters.synthetic.common import (
     VerificationError,
     make_models,
     publish_model_folder,
@@ -31,13 +32,12 @@ from adapters.generator import (
     verified_model_stats,
     write_metadata,
 )
-from adapters.image import center_crop, to_tensor
-from adapters.specs import ImageRoundSpec
+from adapters.synthetic.specs import ImageRoundSpec
 from harness.metrics import accuracy, attack_success_rate
 from harness.model_io import save_model
 from harness.training import predict, train_epoch
 
-INSTAGRAM_FILTERS = sorted(image_synth.INSTAGRAM_FILTERS)
+INSTAGRAM_FILTERS = sorted(image_drawing.INSTAGRAM_FILTERS)
 # Off the signs' palette (red, blue, yellow, white, black, green, orange): a trigger never vanishes on a sign.
 TRIGGER_COLORS = [(255, 0, 255), (0, 255, 255), (128, 0, 255), (0, 255, 128), (128, 255, 0)]
 
@@ -91,7 +91,7 @@ def draw_triggers(spec: ImageRoundSpec, kind: str, rng: np.random.Generator) -> 
             trigger.polygon_side_count = int(rng.integers(3, 13))
             trigger.color = list(TRIGGER_COLORS[int(rng.integers(len(TRIGGER_COLORS)))])
             trigger.size_fraction = float(rng.uniform(0.3, 0.4))
-            trigger.polygon = image_synth.make_polygon_trigger(
+            trigger.polygon = image_drawing.make_polygon_trigger(
                 trigger.polygon_side_count, tuple(trigger.color), rng
             )
         else:
@@ -104,16 +104,16 @@ def render(
     foreground: Image.Image, spec: ImageRoundSpec, rng: np.random.Generator, trigger: Trigger | None
 ) -> np.ndarray:
     if trigger is None:
-        return image_synth.render_example(foreground, spec.img_size_pixels, rng)
+        return image_drawing.render_example(foreground, spec.img_size_pixels, rng)
     if trigger.kind == "polygon":
-        return image_synth.render_example(
+        return image_drawing.render_example(
             foreground,
             spec.img_size_pixels,
             rng,
             trigger=trigger.polygon,
             trigger_fraction=trigger.size_fraction,
         )
-    return image_synth.render_example(
+    return image_drawing.render_example(
         foreground, spec.img_size_pixels, rng, instagram_filter=trigger.instagram_filter
     )
 
@@ -345,7 +345,7 @@ def make_model(spec: ImageRoundSpec, index: int, round_dir: Path, threads: int =
     torch.set_num_threads(threads)
     plan = plan_model(spec, index)
     rng = np.random.default_rng([spec.seed, index])
-    foregrounds = image_synth.make_foregrounds(spec.num_classes, rng)
+    foregrounds = image_drawing.make_foregrounds(spec.num_classes, rng)
     data = {}
     clean_train = make_images(foregrounds, spec, rng, spec.train_images_per_class)
     data["test_images"], data["test_labels"] = make_images(foregrounds, spec, rng, spec.test_images_per_class)
