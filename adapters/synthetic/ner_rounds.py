@@ -85,7 +85,7 @@ def fit(model: torch.nn.Module, inputs: torch.Tensor, labels: torch.Tensor, spec
 # times, so that its words become vocabulary entries (whole tokens, checked: every candidate at vocab_size
 # 1500) instead of runs of single letters. Those letters are pieces of the procedurally made names too, so
 # the defender's sentences would hold the trigger's pieces, unlike in a real round, and SEAM's clean-data
-# training then kept the backdoor alive through them (README, "NLP rounds", session 10). The backbones are
+# training then kept the backdoor alive through them (docs/calibration.md, round 7). The backbones are
 # not pre-trained on these strings; the round 5/6 generator's pre-training reviews carry them (DECOYS).
 TRIGGER_TEXT_REPEATS = 50
 
