@@ -1,6 +1,7 @@
 """Round readers: one module per round type, each behind the same small protocol.
 
-An adapter module provides `ROUNDS`, `recognises(config) -> bool`, `round_number(config) -> int` and
+An adapter module provides `ROUNDS`, `recognises(config) -> bool`, `round_number(config) -> int`,
+`folder_info(model_dir, config) -> dict` (what the folder says without loading the model) and
 `load_task(model_dir, holdout_fraction, holdout_seed, model_file, examples_dir) -> Task`. This package
 picks the adapter from a model folder's config.json. The readers are `common`, `image` (rounds 3-4),
 `sentiment` (5-6), `ner` (7) and `model_factories` (the competition's model classes).
@@ -18,7 +19,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from adapters.common import NamedFiles, RoundFormatError, discover_models, read_config
+from adapters.common import NamedFiles, RoundFormatError, discover_models, read_config, read_poisoned_flag
 
 if TYPE_CHECKING:
     from harness.task import Task
@@ -50,6 +51,21 @@ def load_task(
     config = read_config(model_dir)
     adapter = adapter_for(config, model_dir)
     return adapter.load_task(model_dir, holdout_fraction, holdout_seed, model_file, examples_dir, named)
+
+
+def folder_info(model_dir: Path) -> dict:
+    """What a model folder says about its model without loading it, for rows of models that failed.
+
+    As much as can be read: a folder whose config.json is unreadable still gives ground_truth.csv.
+    """
+    try:
+        config = read_config(model_dir)
+        return adapter_for(config, model_dir).folder_info(model_dir, config)
+    except Exception:  # a broken folder: whatever is left to read
+        try:
+            return {"poisoned": read_poisoned_flag(model_dir, {})}
+        except Exception:
+            return {}
 
 
 def mitigation_adapter(model_file: Path) -> ModuleType:

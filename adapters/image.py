@@ -213,14 +213,19 @@ def _task(
         eval_clean=eval_clean,
         eval_triggered=eval_triggered,
         eval_data=eval_data,
-        info={
-            "round": round_number(config),
-            "model_architecture": str(config.get("model_architecture", "unknown")),
-            "poisoned": read_poisoned_flag(model_dir, config),
-            "trigger_type": trigger_type(config),
-        },
+        info=folder_info(model_dir, config),
         augment=augment_batch,
     )
+
+
+def folder_info(model_dir: Path, config: dict) -> dict:
+    """What the folder says about the model without loading it (also kept in error rows)."""
+    return {
+        "round": round_number(config),
+        "model_architecture": str(config.get("model_architecture", "unknown")),
+        "poisoned": read_poisoned_flag(model_dir, config),
+        "trigger_type": trigger_type(config),
+    }
 
 
 def load_mitigation_task(model_file: Path, dataset_dir: Path) -> Task:

@@ -235,7 +235,6 @@ def load_task(
         num_classes = 1 + 2 * len(config["class_mapping"])
     else:
         num_classes = int(getattr(model, "num_labels", 0)) or int(clean.labels.max()) + 1
-    triggers = config.get("triggers")
     return Task(
         model=model,
         num_classes=num_classes,
@@ -243,15 +242,21 @@ def load_task(
         eval_clean=eval_clean,
         eval_triggered=eval_triggered,
         eval_data=eval_data,
-        info={
-            "round": 7,
-            "model_architecture": str(config.get("model_architecture", "unknown")),
-            "poisoned": read_poisoned_flag(model_dir, config),
-            "trigger_type": trigger_type(config),
-            "embedding": str(config.get("embedding", "unknown")),
-            "global_trigger": bool(triggers[0].get("global_trigger")) if not missing(triggers) else None,
-        },
+        info=folder_info(model_dir, config),
         augment=word_insertion(defender, encoder.pad_id),
         forward=ner_forward,
         background_class=OUTSIDE,
     )
+
+
+def folder_info(model_dir: Path, config: dict) -> dict:
+    """What the folder says about the model without loading it (also kept in error rows)."""
+    triggers = config.get("triggers")
+    return {
+        "round": 7,
+        "model_architecture": str(config.get("model_architecture", "unknown")),
+        "poisoned": read_poisoned_flag(model_dir, config),
+        "trigger_type": trigger_type(config),
+        "embedding": str(config.get("embedding", "unknown")),
+        "global_trigger": bool(triggers[0].get("global_trigger")) if not missing(triggers) else None,
+    }

@@ -212,11 +212,16 @@ def load_task(
         eval_triggered=eval_triggered,
         eval_data=eval_data,
         augment=vector_noise(defender.inputs),
-        info={
-            "round": round_number(config),
-            "model_architecture": str(config.get("model_architecture", "unknown")),
-            "poisoned": read_poisoned_flag(model_dir, config),
-            "trigger_type": trigger_type(config),
-            "embedding": str(config.get("embedding", "unknown")),
-        },
+        info=folder_info(model_dir, config),
     )
+
+
+def folder_info(model_dir: Path, config: dict) -> dict:
+    """What the folder says about the model without loading it (also kept in error rows)."""
+    return {
+        "round": round_number(config),
+        "model_architecture": str(config.get("model_architecture", "unknown")),
+        "poisoned": read_poisoned_flag(model_dir, config),
+        "trigger_type": trigger_type(config),
+        "embedding": str(config.get("embedding", "unknown")),
+    }

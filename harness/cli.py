@@ -21,6 +21,22 @@ class UserError(Exception):
     """Bad input from the user: printed as one clear line, without a traceback."""
 
 
+# Exit statuses of `run` (README): 0 every model has a non-error row; 1 bad input (one-line error);
+# 3 at least one model's row is an error or has no record.
+EXIT_MODEL_ERRORS = 3
+FLAGGED = ("recovery_failed", "forget_incomplete")
+
+
+def outcome_line(final) -> str:
+    """The last line of `run`: how many models were ok, flagged, errors (and missing, if any)."""
+    ok, errors, missing = final["ok"], final["error"], final["missing"]
+    flagged = sum(final[s] for s in FLAGGED)
+    line = (
+        f"models: {sum(final.values())}: {ok} ok, {flagged} flagged ({', '.join(FLAGGED)}), {errors} errors"
+    )
+    return line + (f", {missing} without a record" if missing else "")
+
+
 def make_round_command(
     spec: ImageRoundSpec | SentimentRoundSpec | NerRoundSpec, output_dir: Path, n_jobs: int
 ) -> None:
@@ -62,7 +78,7 @@ def run_command(
 
     round_number = detect_round(round_dir)
     shard_index, num_shards = resolve_shard(shard_index, num_shards)
-    statuses = run_batch(
+    outcome = run_batch(
         round_dir,
         output_dir,
         seam,
@@ -74,9 +90,13 @@ def run_command(
         num_shards,
         round_number,
     )
-    print("done: " + ", ".join(f"{count} {status}" for status, count in sorted(statuses.items()) if count))
+    done = ", ".join(f"{count} {status}" for status, count in sorted(outcome.this_call.items()) if count)
+    print(f"done: {done}")
     if aggregate_tables:
         print_summary(aggregate(output_dir), output_dir)
+    print(outcome_line(outcome.final))
+    if outcome.final["error"] or outcome.final["missing"]:
+        sys.exit(EXIT_MODEL_ERRORS)
 
 
 def model_command(

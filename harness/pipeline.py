@@ -96,7 +96,7 @@ def process_model(
             save_model(result.model, save_path)
             saved = str(save_path)
     except Exception as error:  # one bad model must never stop a batch
-        record = error_record(model_dir.name, error)
+        record = {**adapters.folder_info(model_dir), **error_record(model_dir.name, error)}
         record["model_dir"] = str(model_dir.resolve())
         record["total_seconds"] = time.perf_counter() - started
         return record

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -13,6 +14,12 @@ from harness.files import remove_stale_temp_files
 from harness.parallel import run_parallel, threads_per_worker
 from harness.pipeline import process_model
 from harness.records import read_record, record_path, write_record
+
+
+@dataclass
+class BatchOutcome:
+    this_call: Counter  # statuses of the models this call processed, and how many it skipped
+    final: Counter  # status of every model of the round or shard afterwards
 
 
 def shard(items: list, shard_index: int, num_shards: int) -> list:
@@ -49,6 +56,15 @@ def _worker(
     return record
 
 
+def final_statuses(output_dir: Path, model_dirs: list[Path]) -> Counter:
+    """The status of every model's record (`missing` where there is none)."""
+    statuses: Counter = Counter()
+    for model_dir in model_dirs:
+        record = read_record(record_path(output_dir, model_dir.name))
+        statuses[record["status"] if record is not None else "missing"] += 1
+    return statuses
+
+
 def run_batch(
     round_dir: Path,
     output_dir: Path,
@@ -60,11 +76,12 @@ def run_batch(
     shard_index: int = 0,
     num_shards: int = 1,
     round_number: int | None = None,
-) -> Counter:
+) -> BatchOutcome:
     """Process every model of the round (or of one shard) that has no valid record yet.
 
     Each finished model's record is written at once, so a killed batch loses at most the models
-    that were in flight. Returns a count of statuses for this call's models.
+    that were in flight. Returns a count of statuses for this call's models, and of every model of
+    the round or shard once the call is done (`final`).
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -74,11 +91,12 @@ def run_batch(
         remove_stale_temp_files(record_path(output_dir, model_dir.name))
         remove_stale_temp_files(saved_model_path(output_dir, model_dir.name))
     statuses: Counter = Counter({"skipped (already done)": len(model_dirs) - len(todo)})
-    if not todo:
-        return statuses
-    n_jobs = max(1, min(n_jobs, len(todo)))
-    threads = threads_per_worker(n_jobs)
-    arguments = [(m, output_dir, seam_config, eval_config, save_models, threads, round_number) for m in todo]
-    for record in run_parallel(_worker, arguments, n_jobs, "SEAM", len(todo)):
-        statuses[record["status"]] += 1
-    return statuses
+    if todo:
+        n_jobs = max(1, min(n_jobs, len(todo)))
+        threads = threads_per_worker(n_jobs)
+        arguments = [
+            (m, output_dir, seam_config, eval_config, save_models, threads, round_number) for m in todo
+        ]
+        for record in run_parallel(_worker, arguments, n_jobs, "SEAM", len(todo)):
+            statuses[record["status"]] += 1
+    return BatchOutcome(statuses, final_statuses(output_dir, model_dirs))

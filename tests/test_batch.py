@@ -13,8 +13,8 @@ import pytest
 from conftest import CLI, FAST_SEAM, seam_harness
 from crafted_pickles import ATTACKS
 
-from adapters import load_task
-from adapters.common import discover_models
+from adapters import image, load_task
+from adapters.common import discover_models, read_config
 from harness.model_io import load_model
 from harness.pipeline import evaluate
 from harness.records import RESULT_COLUMNS
@@ -106,7 +106,10 @@ def test_bad_model_folders_become_error_rows(round3_copy, tmp_path):
         attack.write(folder / "model.pt", tmp_path / f"marker{number}")
     output_dir = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(models[2].parent / "id-00000012")}  # the attacker's module
-    run_round(round3_copy, output_dir, env=env)
+    result = run_round(round3_copy, output_dir, env=env, check=False)
+    assert result.returncode == 3, result.stderr  # documented: some models have error rows
+    last_line = result.stdout.strip().splitlines()[-1]
+    assert last_line.startswith("models: 6: ") and last_line.endswith(", 5 errors")
     assert not list(tmp_path.glob("marker*"))
     results = pd.read_csv(output_dir / "results.csv").set_index("model_id")
     for number, attack in enumerate(holes, start=10):
@@ -118,8 +121,16 @@ def test_bad_model_folders_become_error_rows(round3_copy, tmp_path):
     assert "no config.json" in results.loc[models[1].name, "error"]
     assert results.loc[models[2].name, "status"] != "error"
     assert pd.notna(results.loc[models[2].name, "acc_after"])
+    # an error row keeps what the folder says without loading the model
+    config = read_config(models[0])
+    for key, value in image.folder_info(models[0], config).items():
+        assert results.loc[models[0].name, key] == value, key
+    assert pd.notna(results.loc[models[1].name, "poisoned"])  # no config.json, but ground_truth.csv
     summary = pd.read_csv(output_dir / "summary.csv")
     assert summary[summary["group_by"] == "all"]["n_errors"].sum() == 5
+    by_architecture = summary[(summary["group_by"] == "model_architecture")].set_index("group")
+    assert by_architecture.loc[config["model_architecture"], "n_errors"] >= 1
+    assert "unknown" not in by_architecture.index or by_architecture.loc["unknown", "n_models"] == 1
 
 
 def test_sigkill_then_rerun_loses_and_repeats_nothing(tiny_round3, tmp_path):

@@ -15,7 +15,7 @@ from nlp_fixtures import NER_FILES, REVIEWS, TRIGGERED_REVIEWS, make_ner_round, 
 
 import adapters
 from adapters import ner, sentiment
-from adapters.common import discover_models
+from adapters.common import discover_models, read_config
 from harness.config import EvalConfig, SeamConfig, round_seam_config
 from harness.model_io import ModelLoadError, load_model
 from harness.pipeline import process_model
@@ -197,9 +197,13 @@ def test_pickle_naming_a_missing_class_gives_an_error_row(sentiment_round, tmp_p
     with pytest.raises(ModelLoadError, match="model_factories.NoSuchModel"):
         load_model(model_dir / "model.pt")
     output_dir = tmp_path / "out"
-    seam_harness("run", "--round_dir", round_dir, "--output_dir", output_dir, *FAST_SEAM)
+    result = seam_harness(
+        "run", "--round_dir", round_dir, "--output_dir", output_dir, *FAST_SEAM, check=False
+    )
+    assert result.returncode == 3 and result.stdout.strip().splitlines()[-1].endswith(", 1 errors")
     results = pd.read_csv(output_dir / "results.csv").set_index("model_id")
     assert results.loc[model_dir.name, "status"] == "error"
+    assert results.loc[model_dir.name, "model_architecture"] == read_config(model_dir)["model_architecture"]
     assert "model_factories.NoSuchModel" in results.loc[model_dir.name, "error"]
     assert results.loc["id-00000000", "status"] != "error"
 
