@@ -46,11 +46,17 @@ def load_task(
     model_file: Path | None = None,
     examples_dir: Path | None = None,
     named: NamedFiles | None = None,
+    trust_pickles: bool = False,
 ) -> Task:
-    """The Task for one model folder, whatever its round type."""
+    """The Task for one model folder, whatever its round type.
+
+    trust_pickles: load the folder's pickles with the plain unpickler (runs any code they name).
+    """
     config = read_config(model_dir)
     adapter = adapter_for(config, model_dir)
-    return adapter.load_task(model_dir, holdout_fraction, holdout_seed, model_file, examples_dir, named)
+    return adapter.load_task(
+        model_dir, holdout_fraction, holdout_seed, model_file, examples_dir, named, trust_pickles
+    )
 
 
 def folder_info(model_dir: Path) -> dict:

@@ -173,6 +173,7 @@ def load_task(
     model_file: Path | None = None,
     examples_dir: Path | None = None,
     named: NamedFiles | None = None,  # text rounds only
+    trust_pickles: bool = False,
 ) -> Task:
     """Build the Task for one model folder (see README, "Evaluation protocol").
 
@@ -182,7 +183,7 @@ def load_task(
     model_dir = Path(model_dir)
     config = read_config(model_dir)
     size = image_size(config)
-    model = load_model(model_file or model_dir / "model.pt")
+    model = load_model(model_file or model_dir / "model.pt", trust_pickles)
     targets = trigger_targets(config)
     clean = read_clean_examples(Path(examples_dir) if examples_dir else example_folder(model_dir), size)
     defender, eval_clean, eval_triggered, eval_data = choose_evaluation_data(

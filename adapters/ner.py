@@ -213,13 +213,14 @@ def load_task(
     model_file: Path | None = None,
     examples_dir: Path | None = None,
     named: NamedFiles | None = None,
+    trust_pickles: bool = False,
 ) -> Task:
     model_dir = Path(model_dir)
     config = read_config(model_dir)
-    model = load_model(model_file or model_dir / "model.pt")
+    model = load_model(model_file or model_dir / "model.pt", trust_pickles)
     named = named or NamedFiles()
     tokenizer = named.tokenizer or find_round_file(model_dir, "tokenizers", tokenizer_file_name(config))
-    encoder = Encoder(load_tokenizer(tokenizer))
+    encoder = Encoder(load_tokenizer(tokenizer, trust_pickles))
     clean = read_clean_examples(Path(examples_dir) if examples_dir else example_folder(model_dir), encoder)
     defender, eval_clean, eval_triggered, eval_data = choose_evaluation_data(
         model_dir,

@@ -124,11 +124,15 @@ def read_texts(folder: Path, pattern: re.Pattern) -> tuple[list[Path], list[str]
 class Embedder:
     """Tokenizer + frozen embedding of one model; `__call__` maps texts to [N, 1, H] vectors."""
 
-    def __init__(self, model_dir: Path, config: dict, named: NamedFiles | None = None):
+    def __init__(
+        self, model_dir: Path, config: dict, named: NamedFiles | None = None, trust_pickles: bool = False
+    ):
         named = named or NamedFiles()
         name = embedding_file_name(config) if not (named.embedding and named.tokenizer) else None
-        self.embedding = load_model(named.embedding or find_round_file(model_dir, "embeddings", name))
-        self.tokenizer = load_tokenizer(named.tokenizer or find_round_file(model_dir, "tokenizers", name))
+        embedding = named.embedding or find_round_file(model_dir, "embeddings", name)
+        self.embedding = load_model(embedding, trust_pickles)
+        tokenizer = named.tokenizer or find_round_file(model_dir, "tokenizers", name)
+        self.tokenizer = load_tokenizer(tokenizer, trust_pickles)
         self.cls_first = named.cls_token_is_first or cls_token_is_first(config)
         self.max_length = max_input_length(self.tokenizer, str(config.get("embedding")))
 
@@ -187,11 +191,12 @@ def load_task(
     model_file: Path | None = None,
     examples_dir: Path | None = None,
     named: NamedFiles | None = None,
+    trust_pickles: bool = False,
 ) -> Task:
     model_dir = Path(model_dir)
     config = read_config(model_dir)
-    head = load_model(model_file or model_dir / "model.pt")
-    embed = Embedder(model_dir, config, named)
+    head = load_model(model_file or model_dir / "model.pt", trust_pickles)
+    embed = Embedder(model_dir, config, named, trust_pickles)
     clean = read_clean_examples(Path(examples_dir) if examples_dir else example_folder(model_dir), embed)
     defender, eval_clean, eval_triggered, eval_data = choose_evaluation_data(
         model_dir,

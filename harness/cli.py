@@ -71,6 +71,7 @@ def run_command(
     shard_index: int | None,
     num_shards: int | None,
     aggregate_tables: bool = True,
+    trust_pickles: bool = False,
 ) -> None:
     from adapters import detect_round
     from harness.records import aggregate
@@ -89,6 +90,7 @@ def run_command(
         shard_index,
         num_shards,
         round_number,
+        trust_pickles,
     )
     done = ", ".join(f"{count} {status}" for status, count in sorted(outcome.this_call.items()) if count)
     print(f"done: {done}")
@@ -108,6 +110,7 @@ def model_command(
     seam: SeamConfig,
     eval: EvalConfig,
     named: NamedFiles | None = None,
+    trust_pickles: bool = False,
 ) -> None:
     """One model, TrojAI container style: config.json beside the model, examples where the flag says."""
     import json
@@ -125,6 +128,7 @@ def model_command(
         model_filepath,
         examples_dirpath,
         named,
+        trust_pickles,
     )
     write_json(result_filepath, record)
     shown = (
@@ -229,6 +233,12 @@ def print_summary(summary, output_dir: Path) -> None:
     print(f"tables: {Path(output_dir) / 'results.csv'}, {Path(output_dir) / 'summary.csv'}")
 
 
+TRUST = (
+    "Load model, embedding and tokenizer pickles with the plain unpickler, which runs any code they name"
+    " (default: an allowlist). Only for files you trust; the row records it."
+)
+
+
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(
         prog="seam-harness", description="SEAM backdoor removal over TrojAI-style rounds."
@@ -285,6 +295,7 @@ def build_parser() -> ArgumentParser:
     run.add_argument(
         "--aggregate", type=bool, default=True, help="Rebuild the tables at the end (shards: false)."
     )
+    run.add_argument("--trust_pickles", type=bool, default=False, help=TRUST)
     run.add_class_arguments(SeamConfig, "seam")
     run.add_class_arguments(EvalConfig, "eval")
     commands.add_subcommand("run", run)
@@ -302,6 +313,7 @@ def build_parser() -> ArgumentParser:
         description="SEAM on one model, TrojAI rounds 3-7 container flags (unknown flags are ignored)."
     )
     model.add_argument("--config", action=ActionConfigFile, help="Round YAML (default: the model's round).")
+    model.add_argument("--trust_pickles", type=bool, default=False, help=TRUST)
     model.add_argument(
         "--model_filepath", type=Path, default=Path("./model.pt"), help="The model; config.json beside it."
     )
@@ -468,6 +480,7 @@ def dispatch(args: Namespace) -> None:
             options.shard_index,
             options.num_shards,
             options.aggregate,
+            options.trust_pickles,
         )
     elif command == "slurm":
         fields = SlurmOptions.__dataclass_fields__
@@ -487,6 +500,7 @@ def dispatch(args: Namespace) -> None:
                 embedding=Path(options.embedding_filepath) if options.embedding_filepath else None,
                 cls_token_is_first=True if options.cls_token_is_first else None,
             ),
+            options.trust_pickles,
         )
     elif command == "mitigate":
         model_filepath = Path(options.model_filepath)

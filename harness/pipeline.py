@@ -71,13 +71,23 @@ def process_model(
     model_file: Path | None = None,
     examples_dir: Path | None = None,
     named: NamedFiles | None = None,
+    trust_pickles: bool = False,
 ) -> dict:
-    """Mitigate one model with SEAM and return its record (an error record if anything fails)."""
+    """Mitigate one model with SEAM and return its record (an error record if anything fails).
+
+    trust_pickles: load the model's files with the plain unpickler; the record says so.
+    """
     model_dir = Path(model_dir)
     started = time.perf_counter()
     try:
         task = adapters.load_task(
-            model_dir, eval_config.holdout_fraction, eval_config.holdout_seed, model_file, examples_dir, named
+            model_dir,
+            eval_config.holdout_fraction,
+            eval_config.holdout_seed,
+            model_file,
+            examples_dir,
+            named,
+            trust_pickles,
         )
         load_seconds = time.perf_counter() - started
 
@@ -99,6 +109,7 @@ def process_model(
         record = {**adapters.folder_info(model_dir), **error_record(model_dir.name, error)}
         record["model_dir"] = str(model_dir.resolve())
         record["total_seconds"] = time.perf_counter() - started
+        record["trust_pickles"] = trust_pickles
         return record
 
     return {
@@ -138,5 +149,6 @@ def process_model(
         "model_dir": str(model_dir.resolve()),
         "saved_model": saved or "",
         "seam_config": dataclasses.asdict(seam_config),
+        "trust_pickles": trust_pickles,
         "harness_version": __version__,
     }

@@ -47,10 +47,11 @@ def _worker(
     save_models: bool,
     threads: int,
     round_number: int | None,
+    trust_pickles: bool,
 ) -> dict:
     torch.set_num_threads(threads)  # workers x threads <= cores, or they fight for the CPU
     save_path = saved_model_path(output_dir, model_dir.name) if save_models else None
-    record = process_model(model_dir, seam_config, eval_config, save_path)
+    record = process_model(model_dir, seam_config, eval_config, save_path, trust_pickles=trust_pickles)
     record.setdefault("round", round_number)
     write_record(output_dir, record)
     return record
@@ -76,6 +77,7 @@ def run_batch(
     shard_index: int = 0,
     num_shards: int = 1,
     round_number: int | None = None,
+    trust_pickles: bool = False,
 ) -> BatchOutcome:
     """Process every model of the round (or of one shard) that has no valid record yet.
 
@@ -95,7 +97,8 @@ def run_batch(
         n_jobs = max(1, min(n_jobs, len(todo)))
         threads = threads_per_worker(n_jobs)
         arguments = [
-            (m, output_dir, seam_config, eval_config, save_models, threads, round_number) for m in todo
+            (m, output_dir, seam_config, eval_config, save_models, threads, round_number, trust_pickles)
+            for m in todo
         ]
         for record in run_parallel(_worker, arguments, n_jobs, "SEAM", len(todo)):
             statuses[record["status"]] += 1
