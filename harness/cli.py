@@ -21,20 +21,18 @@ class UserError(Exception):
     """Bad input from the user: printed as one clear line, without a traceback."""
 
 
-# Exit statuses of `run` (README): 0 every model has a non-error row; 1 bad input (one-line error);
-# 3 at least one model's row is an error or has no record.
+# Exit statuses of `run` (README): 0 every model has a result row; 1 bad input or an output that cannot
+# be written (one-line error); 3 at least one model's row is an error or a timeout, or it has no record.
 EXIT_MODEL_ERRORS = 3
 FLAGGED = ("recovery_failed", "forget_incomplete")
 
 
 def outcome_line(final) -> str:
-    """The last line of `run`: how many models were ok, flagged, errors (and missing, if any)."""
-    ok, errors, missing = final["ok"], final["error"], final["missing"]
+    """The last line of `run`: how many models were ok, flagged, errors, timeouts (and missing, if any)."""
     flagged = sum(final[s] for s in FLAGGED)
-    line = (
-        f"models: {sum(final.values())}: {ok} ok, {flagged} flagged ({', '.join(FLAGGED)}), {errors} errors"
-    )
-    return line + (f", {missing} without a record" if missing else "")
+    line = f"models: {sum(final.values())}: {final['ok']} ok, {flagged} flagged ({', '.join(FLAGGED)})"
+    line += f", {final['error']} errors, {final['timeout']} timeouts"
+    return line + (f", {final['missing']} without a record" if final["missing"] else "")
 
 
 def make_round_command(
@@ -72,6 +70,7 @@ def run_command(
     num_shards: int | None,
     aggregate_tables: bool = True,
     trust_pickles: bool = False,
+    model_timeout_s: float | None = None,
 ) -> None:
     from adapters import detect_round
     from harness.records import aggregate
@@ -91,13 +90,14 @@ def run_command(
         num_shards,
         round_number,
         trust_pickles,
+        model_timeout_s,
     )
     done = ", ".join(f"{count} {status}" for status, count in sorted(outcome.this_call.items()) if count)
     print(f"done: {done}")
     if aggregate_tables:
         print_summary(aggregate(output_dir), output_dir)
     print(outcome_line(outcome.final))
-    if outcome.final["error"] or outcome.final["missing"]:
+    if outcome.final["error"] or outcome.final["timeout"] or outcome.final["missing"]:
         sys.exit(EXIT_MODEL_ERRORS)
 
 
@@ -296,6 +296,13 @@ def build_parser() -> ArgumentParser:
         "--aggregate", type=bool, default=True, help="Rebuild the tables at the end (shards: false)."
     )
     run.add_argument("--trust_pickles", type=bool, default=False, help=TRUST)
+    run.add_argument(
+        "--model_timeout_s",
+        type=float | None,
+        default=None,
+        help="Stop a model after this many seconds (a `timeout` row) and go on; each model then runs in a"
+        " fresh child process (a few seconds more per model). Default: no limit.",
+    )
     run.add_class_arguments(SeamConfig, "seam")
     run.add_class_arguments(EvalConfig, "eval")
     commands.add_subcommand("run", run)
@@ -481,6 +488,7 @@ def dispatch(args: Namespace) -> None:
             options.num_shards,
             options.aggregate,
             options.trust_pickles,
+            options.model_timeout_s,
         )
     elif command == "slurm":
         fields = SlurmOptions.__dataclass_fields__
@@ -544,9 +552,11 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"seam-harness: error: {error}")
     except Exception as error:
         from adapters.common import RoundFormatError
+        from harness.files import OutputError
         from harness.model_io import ModelLoadError
 
-        if isinstance(error, RoundFormatError | ModelLoadError | FileNotFoundError | ValueError):
+        one_line = (RoundFormatError, ModelLoadError, OutputError, FileNotFoundError, ValueError)
+        if isinstance(error, one_line):
             sys.exit(f"seam-harness: error: {error}")
         raise
 

@@ -22,6 +22,7 @@ user knows, with the plain unpickler.
 from __future__ import annotations
 
 import importlib
+import io
 import pickle
 import re
 from pathlib import Path
@@ -310,6 +311,11 @@ def load_model(path: str | Path, trust_pickles: bool = False) -> nn.Module:
 
 
 def save_model(model: nn.Module, path: str | Path) -> None:
-    """Save the whole module on CPU in eval mode (the input format), atomically."""
-    model = model.to("cpu").eval()
-    atomic_write(path, lambda tmp: torch.save(model, tmp))
+    """Save the whole module on CPU in eval mode (the input format), atomically.
+
+    Serialised in memory first: torch's file writer reports a full disk as a RuntimeError, plain file
+    writes as the OSError that atomic_write turns into a one-line OutputError.
+    """
+    buffer = io.BytesIO()
+    torch.save(model.to("cpu").eval(), buffer)
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(buffer.getbuffer()))

@@ -18,6 +18,7 @@ import adapters
 from adapters.common import NamedFiles
 from harness import __version__
 from harness.config import EvalConfig, SeamConfig
+from harness.files import OutputError
 from harness.metrics import accuracy, attack_success_rate, defense_effectiveness_rate, fidelity
 from harness.model_io import ModelLoadError, save_model
 from harness.seam import seam
@@ -63,6 +64,20 @@ def error_record(model_id: str, error: BaseException) -> dict:
     return {"model_id": model_id, "method": "seam", "status": "error", "error": message}
 
 
+def timeout_record(model_dir: Path, timeout_s: float, seconds: float, trust_pickles: bool = False) -> dict:
+    """The record of a model stopped at its time limit: what its folder says, and that it timed out."""
+    return {
+        **adapters.folder_info(model_dir),
+        "model_id": model_dir.name,
+        "method": "seam",
+        "status": "timeout",
+        "error": f"{model_dir}: stopped after {timeout_s:g} s without a result (--model_timeout_s)",
+        "model_dir": str(Path(model_dir).resolve()),
+        "total_seconds": seconds,
+        "trust_pickles": trust_pickles,
+    }
+
+
 def process_model(
     model_dir: Path,
     seam_config: SeamConfig,
@@ -105,6 +120,8 @@ def process_model(
         if save_path is not None and result.status == "ok":
             save_model(result.model, save_path)
             saved = str(save_path)
+    except OutputError:  # the output, not the model, is at fault: stop the batch (a rerun redoes it)
+        raise
     except Exception as error:  # one bad model must never stop a batch
         record = {**adapters.folder_info(model_dir), **error_record(model_dir.name, error)}
         record["model_dir"] = str(model_dir.resolve())

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.files import atomic_write
+from harness.files import atomic_write, remove_stale_temp_files
 
 # The results.csv contract (see README); extra record fields follow these columns.
 RESULT_COLUMNS = [
@@ -93,7 +93,7 @@ def results_table(records: list[dict]) -> pd.DataFrame:
 
 
 def _summarise(group: pd.DataFrame) -> dict:
-    done = group[group["status"] != "error"]
+    done = group[~group["status"].isin(("error", "timeout"))]
     poisoned = done[done["poisoned"] == True]  # noqa: E712  (column holds True/False/None)
     clean = done[done["poisoned"] == False]  # noqa: E712
     fidelity = poisoned["fidelity"].astype(float)
@@ -102,6 +102,7 @@ def _summarise(group: pd.DataFrame) -> dict:
         "n_poisoned": len(poisoned),
         "n_clean": len(clean),
         "n_errors": int((group["status"] == "error").sum()),
+        "n_timeouts": int((group["status"] == "timeout").sum()),
         "n_not_ok": int((done["status"] != "ok").sum()),
         "mean_fidelity": fidelity.mean(),
         "median_fidelity": fidelity.median(),
@@ -149,6 +150,8 @@ def aggregate(output_dir: Path) -> pd.DataFrame:
     results = results_table(records)
     summary = summary_table(results)
     # atomic, because shards or a rerun may rebuild the tables while someone reads them
+    for table in ("results.csv", "summary.csv"):
+        remove_stale_temp_files(output_dir / table)  # what a writer killed mid-write left
     atomic_write(output_dir / "results.csv", lambda tmp: results.to_csv(tmp, index=False))
     atomic_write(output_dir / "summary.csv", lambda tmp: summary.to_csv(tmp, index=False))
     return summary

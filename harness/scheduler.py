@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,9 +12,9 @@ import torch
 
 from adapters.common import discover_models
 from harness.config import EvalConfig, SeamConfig
-from harness.files import remove_stale_temp_files
+from harness.files import ensure_folder, remove_stale_temp_files
 from harness.parallel import run_parallel, threads_per_worker
-from harness.pipeline import process_model
+from harness.pipeline import process_model, timeout_record
 from harness.records import read_record, record_path, write_record
 
 
@@ -33,10 +35,28 @@ def saved_model_path(output_dir: Path, model_id: str) -> Path:
     return Path(output_dir) / "models" / model_id / "model.pt"
 
 
+FAILED = ("error", "timeout")  # statuses with no result; --retry_errors recomputes them
+
+
 def needs_work(output_dir: Path, model_id: str, retry_errors: bool) -> bool:
     """True unless a valid record exists (a truncated or foreign record is recomputed)."""
     record = read_record(record_path(output_dir, model_id))
-    return record is None or (retry_errors and record["status"] == "error")
+    return record is None or (retry_errors and record["status"] in FAILED)
+
+
+def process_in_child(timeout_s: float, threads: int, model_dir: Path, *args, **kwargs) -> dict | None:
+    """process_model in a fresh child process, stopped after timeout_s; None if it did not finish.
+
+    A hung model (a layer that never returns) cannot be interrupted inside this process, but a child
+    can be killed, and the worker goes on with the next model.
+    """
+    context = multiprocessing.get_context("spawn")  # a clean interpreter: no inherited threads or locks
+    with context.Pool(1, initializer=torch.set_num_threads, initargs=(threads,)) as pool:
+        pending = pool.apply_async(process_model, (model_dir, *args), kwargs)
+        try:
+            return pending.get(timeout_s)
+        except multiprocessing.TimeoutError:
+            return None  # leaving the `with` terminates the child
 
 
 def _worker(
@@ -48,10 +68,19 @@ def _worker(
     threads: int,
     round_number: int | None,
     trust_pickles: bool,
+    model_timeout_s: float | None,
 ) -> dict:
     torch.set_num_threads(threads)  # workers x threads <= cores, or they fight for the CPU
     save_path = saved_model_path(output_dir, model_dir.name) if save_models else None
-    record = process_model(model_dir, seam_config, eval_config, save_path, trust_pickles=trust_pickles)
+    if model_timeout_s is None:
+        record = process_model(model_dir, seam_config, eval_config, save_path, trust_pickles=trust_pickles)
+    else:
+        started = time.perf_counter()
+        arguments = (model_dir, seam_config, eval_config, save_path)
+        record = process_in_child(model_timeout_s, threads, *arguments, trust_pickles=trust_pickles)
+        if record is None:
+            seconds = time.perf_counter() - started
+            record = timeout_record(model_dir, model_timeout_s, seconds, trust_pickles)
     record.setdefault("round", round_number)
     write_record(output_dir, record)
     return record
@@ -78,6 +107,7 @@ def run_batch(
     num_shards: int = 1,
     round_number: int | None = None,
     trust_pickles: bool = False,
+    model_timeout_s: float | None = None,
 ) -> BatchOutcome:
     """Process every model of the round (or of one shard) that has no valid record yet.
 
@@ -85,8 +115,7 @@ def run_batch(
     that were in flight. Returns a count of statuses for this call's models, and of every model of
     the round or shard once the call is done (`final`).
     """
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    output_dir = ensure_folder(output_dir)
     model_dirs = shard(discover_models(round_dir), shard_index, num_shards)
     todo = [m for m in model_dirs if needs_work(output_dir, m.name, retry_errors)]
     for model_dir in todo:  # this shard owns these models, so their leftovers are safe to delete
@@ -96,8 +125,9 @@ def run_batch(
     if todo:
         n_jobs = max(1, min(n_jobs, len(todo)))
         threads = threads_per_worker(n_jobs)
+        options = (trust_pickles, model_timeout_s)
         arguments = [
-            (m, output_dir, seam_config, eval_config, save_models, threads, round_number, trust_pickles)
+            (m, output_dir, seam_config, eval_config, save_models, threads, round_number, *options)
             for m in todo
         ]
         for record in run_parallel(_worker, arguments, n_jobs, "SEAM", len(todo)):

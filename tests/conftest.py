@@ -33,6 +33,13 @@ TINY = dict(
     probe_epochs=1,
 )
 
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--fuzz-all", action="store_true", help="the full 200-folder fuzz run (tests/test_fuzz.py)"
+    )
+
+
 # the console script of the venv running the tests
 CLI = str(Path(sys.executable).parent / "seam-harness")
 

@@ -28,6 +28,12 @@ def run_round(round_dir, output_dir, *extra, check=True, **kwargs):
     )
 
 
+def comparable(results: pd.DataFrame) -> pd.DataFrame:
+    """results.csv without what may differ between two runs of the same settings: times, output paths."""
+    varying = [c for c in results.columns if c.endswith("_seconds") or c == "saved_model"]
+    return results.drop(columns=varying)
+
+
 def record_times(output_dir: Path) -> dict:
     return {p.name: p.stat().st_mtime_ns for p in (output_dir / "records").glob("id-*.json")}
 
@@ -135,10 +141,17 @@ def test_bad_model_folders_become_error_rows(round3_copy, tmp_path):
     assert "unknown" not in by_architecture.index or by_architecture.loc["unknown", "n_models"] == 1
 
 
+def test_two_runs_with_the_same_settings_give_the_same_table(finished_run, tiny_round3, tmp_path):
+    run_round(tiny_round3, tmp_path / "again")
+    first = pd.read_csv(finished_run[0] / "results.csv")
+    assert comparable(pd.read_csv(tmp_path / "again" / "results.csv")).equals(comparable(first))
+
+
 def test_sigkill_then_rerun_loses_and_repeats_nothing(tiny_round3, tmp_path):
     output_dir = tmp_path / "out"
     # slow SEAM down so the kill lands while models are still in flight
     slow = ["--seam.forget_max_epochs", "40", "--seam.forget_lr", "0", "--seam.recover_max_epochs", "1"]
+    run_round(tiny_round3, tmp_path / "uninterrupted", *slow)
     process = subprocess.Popen(
         [CLI, "run", "--round_dir", tiny_round3, "--output_dir", output_dir, *slow],
         stdout=subprocess.DEVNULL,
@@ -153,15 +166,25 @@ def test_sigkill_then_rerun_loses_and_repeats_nothing(tiny_round3, tmp_path):
     finished = record_times(output_dir)
     assert 1 <= len(finished) < 3, "the kill should land after the first model and before the last"
     unfinished = next(p.name for p in discover_models(tiny_round3) if f"{p.name}.json" not in finished)
-    # what a writer killed mid-write leaves behind (the kill above may or may not have made one)
+    # what writers killed mid-write leave behind (the kill above may or may not have made them): a
+    # record, a saved model and the tables
     (output_dir / "records" / f".tmp-{unfinished}.json-killed").write_text('{"model_id": "id-')
+    (output_dir / "models" / unfinished).mkdir(parents=True, exist_ok=True)
+    (output_dir / "models" / unfinished / ".tmp-model.pt-killed").write_bytes(b"PK\x03\x04")
+    (output_dir / ".tmp-results.csv-killed").write_text("model_id,round\nid-0000")
     run_round(tiny_round3, output_dir, *slow)
     after = record_times(output_dir)
     assert {k: after[k] for k in finished} == finished  # nothing finished was recomputed
     results = pd.read_csv(output_dir / "results.csv")
     assert sorted(results["model_id"]) == [p.name for p in discover_models(tiny_round3)]
     assert not results["model_id"].duplicated().any()
-    assert not list((output_dir / "records").glob(".tmp-*"))
+    assert not list(output_dir.rglob(".tmp-*"))
+    uninterrupted = pd.read_csv(tmp_path / "uninterrupted" / "results.csv")
+    assert (
+        comparable(results)
+        .drop(columns="model_dir")
+        .equals(comparable(uninterrupted).drop(columns="model_dir"))
+    )
 
 
 def test_aggregate_rebuilds_the_tables(finished_run, tmp_path):
