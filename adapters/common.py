@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -51,6 +52,39 @@ def read_config(model_dir: Path) -> dict:
     return lower_keys(config)
 
 
+@contextmanager
+def reading_config(model_dir: Path, what: str) -> Iterator[None]:
+    """Turn a config.json field of the wrong shape or type into an error naming the file and the field."""
+    try:
+        yield
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError) as error:
+        path = Path(model_dir) / "config.json"
+        raise RoundFormatError(f"{path}: unreadable {what} ({type(error).__name__}: {error})") from None
+
+
+def config_whole_number(config: dict, key: str, model_dir: Path, low: int, high: int) -> int | None:
+    """An integer field of config.json within [low, high]; None if absent; else an error naming the file."""
+    value = config.get(key)
+    if missing(value):
+        return None
+    path = Path(model_dir) / "config.json"
+    try:
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):
+        raise RoundFormatError(f"{path}: {key} is {value!r}, not a whole number") from None
+    if not low <= number <= high:
+        raise RoundFormatError(f"{path}: {key} {number} is outside {low}-{high}")
+    return number
+
+
+def read_utf8(path: Path) -> str:
+    """A text example file; one that is not UTF-8 is an error naming it (nothing is guessed or replaced)."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise RoundFormatError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+
+
 def config_int_list(value: object) -> list[int]:
     """A list of ints from a JSON list, a single int, or METADATA-style text like "[0 3]"."""
     if missing(value):
@@ -66,9 +100,12 @@ def read_poisoned_flag(model_dir: Path, config: dict) -> bool | None:
     """ground_truth.csv (one character) if present, else config `poisoned`, else unknown (None)."""
     truth = Path(model_dir) / "ground_truth.csv"
     if truth.is_file():
-        text = truth.read_text().strip()
+        text = truth.read_text(errors="replace").strip()
         if text:
-            return bool(int(float(text)))
+            try:
+                return bool(int(float(text)))
+            except ValueError:
+                raise RoundFormatError(f"{truth}: expected 0 or 1, found {text[:20]!r}") from None
     if "poisoned" in config and not missing(config["poisoned"]):
         value = config["poisoned"]
         return value if isinstance(value, bool) else str(value).lower() in ("true", "1")

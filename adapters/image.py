@@ -19,11 +19,13 @@ from adapters.common import (
     NamedFiles,
     RoundFormatError,
     choose_evaluation_data,
+    config_whole_number,
     example_folder,
     lower_keys,
     missing,
     read_config,
     read_poisoned_flag,
+    reading_config,
 )
 from harness.model_io import load_model
 from harness.task import LabelledData, Task, TriggeredData
@@ -182,9 +184,10 @@ def load_task(
     """
     model_dir = Path(model_dir)
     config = read_config(model_dir)
-    size = image_size(config)
+    size = image_size(config, model_dir)
     model = load_model(model_file or model_dir / "model.pt", trust_pickles)
-    targets = trigger_targets(config)
+    with reading_config(model_dir, "trigger fields"):
+        targets = trigger_targets(config)
     clean = read_clean_examples(Path(examples_dir) if examples_dir else example_folder(model_dir), size)
     defender, eval_clean, eval_triggered, eval_data = choose_evaluation_data(
         model_dir,
@@ -206,10 +209,10 @@ def _task(
     eval_triggered: TriggeredData | None,
     eval_data: str,
 ) -> Task:
-    num_classes = config.get("number_classes")
+    num_classes = config_whole_number(config, "number_classes", model_dir, 2, 100_000)
     return Task(
         model=model,
-        num_classes=int(num_classes) if num_classes is not None else int(defender.labels.max()) + 1,
+        num_classes=num_classes if num_classes is not None else int(defender.labels.max()) + 1,
         defender=defender,
         eval_clean=eval_clean,
         eval_triggered=eval_triggered,
@@ -221,19 +224,20 @@ def _task(
 
 def folder_info(model_dir: Path, config: dict) -> dict:
     """What the folder says about the model without loading it (also kept in error rows)."""
-    return {
-        "round": round_number(config),
-        "model_architecture": str(config.get("model_architecture", "unknown")),
-        "poisoned": read_poisoned_flag(model_dir, config),
-        "trigger_type": trigger_type(config),
-    }
+    with reading_config(model_dir, "model fields"):
+        return {
+            "round": round_number(config),
+            "model_architecture": str(config.get("model_architecture", "unknown")),
+            "poisoned": read_poisoned_flag(model_dir, config),
+            "trigger_type": trigger_type(config),
+        }
 
 
 def load_mitigation_task(model_file: Path, dataset_dir: Path) -> Task:
     """The mitigation API's Task: the whole labelled dataset is the defender's; nothing to evaluate on."""
     model_file = Path(model_file)
     config = read_config(model_file.parent)
-    data = read_dataset_images(dataset_dir, image_size(config), labelled=True)
+    data = read_dataset_images(dataset_dir, image_size(config, model_file.parent), labelled=True)
     nothing = LabelledData(data.inputs[:0], data.labels[:0])
     return _task(
         model_file.parent, config, load_model(model_file), data, nothing, None, "none (mitigation API)"
@@ -243,9 +247,11 @@ def load_mitigation_task(model_file: Path, dataset_dir: Path) -> Task:
 def load_inputs(model_file: Path, folder: Path) -> tuple[torch.nn.Module, torch.Tensor, list[str]]:
     """The model and a folder's preprocessed images with their file names (labels not needed)."""
     model_file = Path(model_file)
-    data = read_dataset_images(folder, image_size(read_config(model_file.parent)), labelled=False)
+    data = read_dataset_images(
+        folder, image_size(read_config(model_file.parent), model_file.parent), labelled=False
+    )
     return load_model(model_file), data.inputs, data.names
 
 
-def image_size(config: dict) -> int:
-    return int(config.get("cnn_img_size_pixels") or 224)
+def image_size(config: dict, model_dir: Path) -> int:
+    return config_whole_number(config, "cnn_img_size_pixels", model_dir, 1, 100_000) or 224

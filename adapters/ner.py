@@ -25,11 +25,14 @@ from adapters.common import (
     NamedFiles,
     RoundFormatError,
     choose_evaluation_data,
+    config_whole_number,
     example_folder,
     find_round_file,
     missing,
     read_config,
     read_poisoned_flag,
+    read_utf8,
+    reading_config,
     round_file_name,
 )
 from harness.model_io import load_model, load_tokenizer
@@ -66,7 +69,7 @@ def trigger_type(config: dict) -> str:
 def read_word_file(path: Path) -> tuple[list[str], list[int]]:
     """Words and label ids of one `word<TAB>label<TAB>label_id` file."""
     words, ids = [], []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(read_utf8(path).splitlines(), start=1):
         if not line.strip():
             continue
         parts = line.split("\t")
@@ -231,7 +234,7 @@ def load_task(
         holdout_seed,
     )
     if not missing(config.get("number_classes")):
-        num_classes = int(config["number_classes"])
+        num_classes = config_whole_number(config, "number_classes", model_dir, 2, 100_000)
     elif isinstance(config.get("class_mapping"), dict):
         num_classes = 1 + 2 * len(config["class_mapping"])
     else:
@@ -253,11 +256,12 @@ def load_task(
 def folder_info(model_dir: Path, config: dict) -> dict:
     """What the folder says about the model without loading it (also kept in error rows)."""
     triggers = config.get("triggers")
-    return {
-        "round": 7,
-        "model_architecture": str(config.get("model_architecture", "unknown")),
-        "poisoned": read_poisoned_flag(model_dir, config),
-        "trigger_type": trigger_type(config),
-        "embedding": str(config.get("embedding", "unknown")),
-        "global_trigger": bool(triggers[0].get("global_trigger")) if not missing(triggers) else None,
-    }
+    with reading_config(model_dir, "model fields"):
+        return {
+            "round": 7,
+            "model_architecture": str(config.get("model_architecture", "unknown")),
+            "poisoned": read_poisoned_flag(model_dir, config),
+            "trigger_type": trigger_type(config),
+            "embedding": str(config.get("embedding", "unknown")),
+            "global_trigger": bool(triggers[0].get("global_trigger")) if not missing(triggers) else None,
+        }

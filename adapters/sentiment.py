@@ -21,11 +21,14 @@ from adapters.common import (
     NamedFiles,
     RoundFormatError,
     choose_evaluation_data,
+    config_whole_number,
     example_folder,
     find_round_file,
     missing,
     read_config,
     read_poisoned_flag,
+    read_utf8,
+    reading_config,
     round_file_name,
 )
 from harness.model_io import load_model, load_tokenizer
@@ -118,7 +121,7 @@ def embed_texts(
 
 def read_texts(folder: Path, pattern: re.Pattern) -> tuple[list[Path], list[str]]:
     files = sorted((p for p in Path(folder).iterdir() if pattern.match(p.name)), key=lambda p: p.name)
-    return files, [p.read_text(encoding="utf-8") for p in files]
+    return files, [read_utf8(p) for p in files]
 
 
 class Embedder:
@@ -206,7 +209,7 @@ def load_task(
         holdout_fraction,
         holdout_seed,
     )
-    num_classes = int(config["number_classes"]) if not missing(config.get("number_classes")) else 2
+    num_classes = config_whole_number(config, "number_classes", model_dir, 2, 100_000) or 2
     # SEAM trains the head in train mode: dropout is on during both phases, as in the competition's
     # training, and cuDNN's RNN backward needs train mode anyway; evaluation runs in eval mode.
     return Task(
@@ -223,10 +226,11 @@ def load_task(
 
 def folder_info(model_dir: Path, config: dict) -> dict:
     """What the folder says about the model without loading it (also kept in error rows)."""
-    return {
-        "round": round_number(config),
-        "model_architecture": str(config.get("model_architecture", "unknown")),
-        "poisoned": read_poisoned_flag(model_dir, config),
-        "trigger_type": trigger_type(config),
-        "embedding": str(config.get("embedding", "unknown")),
-    }
+    with reading_config(model_dir, "model fields"):
+        return {
+            "round": round_number(config),
+            "model_architecture": str(config.get("model_architecture", "unknown")),
+            "poisoned": read_poisoned_flag(model_dir, config),
+            "trigger_type": trigger_type(config),
+            "embedding": str(config.get("embedding", "unknown")),
+        }

@@ -266,7 +266,9 @@ def _load(path: Path, pickle_module: SimpleNamespace | None) -> object:
     except ModelLoadError as error:
         raise ModelLoadError(f"{path}: {error}") from None
     except Exception as error:  # torch raises many kinds for truncated or foreign files
-        raise ModelLoadError(f"{path}: not a loadable torch file ({type(error).__name__}: {error})") from None
+        reason = str(error).split(". ")[0]  # torch's zip reader adds a paragraph of advice
+        kind = type(error).__name__
+        raise ModelLoadError(f"{path}: not a loadable torch file ({kind}: {reason})") from None
 
 
 def fill_missing_config_attributes(model: nn.Module) -> None:

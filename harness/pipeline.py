@@ -12,6 +12,7 @@ import time
 import traceback
 from pathlib import Path
 
+import torch
 from torch import nn
 
 import adapters
@@ -23,7 +24,7 @@ from harness.metrics import accuracy, attack_success_rate, defense_effectiveness
 from harness.model_io import ModelLoadError, save_model
 from harness.seam import seam
 from harness.task import Task
-from harness.training import predict
+from harness.training import NonFiniteLoss, predict
 
 
 def evaluate(model: nn.Module, task: Task) -> dict:
@@ -55,13 +56,31 @@ def all_labels_accuracy(before: dict, after: dict) -> dict:
     }
 
 
-def error_record(model_id: str, error: BaseException) -> dict:
-    """A record for a model that could not be processed; the message names the cause."""
-    message = f"{type(error).__name__}: {error}"
-    if not isinstance(error, adapters.RoundFormatError | ModelLoadError):
+def error_record(model_dir: Path, error: BaseException) -> dict:
+    """A record for a model that could not be processed: one line naming the file (or at least the
+    model folder) and the cause."""
+    message = " ".join(f"{type(error).__name__}: {error}".split())
+    if not isinstance(error, adapters.RoundFormatError | ModelLoadError | NonFiniteLoss):
         frame = traceback.extract_tb(error.__traceback__)[-1]  # where an unexpected error came from
         message += f" (at {Path(frame.filename).name}:{frame.lineno})"
-    return {"model_id": model_id, "method": "seam", "status": "error", "error": message}
+    if str(model_dir) not in message:
+        message = f"{model_dir}: {message}"
+    return {"model_id": model_dir.name, "method": "seam", "status": "error", "error": message}
+
+
+def check_outputs(task: Task, model_file: Path) -> None:
+    """The model must give a score for every class its examples and the round name."""
+    with torch.no_grad():
+        outputs = task.forward(task.model.eval(), task.defender.inputs[:1]).shape[-1]
+    labels = [task.defender.labels, task.eval_clean.labels]
+    if task.eval_triggered is not None:
+        labels += [task.eval_triggered.labels, task.eval_triggered.targets]
+    largest = max(int(part.max()) for part in labels if part.numel())
+    if largest >= outputs or task.num_classes > outputs:
+        raise adapters.RoundFormatError(
+            f"{model_file}: the model gives {outputs} class scores, but its examples have labels up to"
+            f" {largest} and the round {task.num_classes} classes"
+        )
 
 
 def timeout_record(model_dir: Path, timeout_s: float, seconds: float, trust_pickles: bool = False) -> dict:
@@ -105,6 +124,7 @@ def process_model(
             trust_pickles,
         )
         load_seconds = time.perf_counter() - started
+        check_outputs(task, model_file or model_dir / "model.pt")
 
         eval_start = time.perf_counter()
         before = evaluate(task.model, task)
@@ -123,7 +143,7 @@ def process_model(
     except OutputError:  # the output, not the model, is at fault: stop the batch (a rerun redoes it)
         raise
     except Exception as error:  # one bad model must never stop a batch
-        record = {**adapters.folder_info(model_dir), **error_record(model_dir.name, error)}
+        record = {**adapters.folder_info(model_dir), **error_record(model_dir, error)}
         record["model_dir"] = str(model_dir.resolve())
         record["total_seconds"] = time.perf_counter() - started
         record["trust_pickles"] = trust_pickles

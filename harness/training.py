@@ -63,6 +63,10 @@ def data_accuracy(
     return accuracy(predict(model, data.inputs, forward), data.labels, background)
 
 
+class NonFiniteLoss(RuntimeError):
+    """The training loss became inf or NaN: the model's outputs overflow; nothing learned after is real."""
+
+
 def train_epoch(
     model: nn.Module,
     inputs: torch.Tensor,
@@ -100,5 +104,8 @@ def train_epoch(
         optimizer.step()
         if scheduler is not None:  # stepped per batch (e.g. OneCycleLR)
             scheduler.step()
-        total_loss += loss.item() * len(index)
+        value = loss.item()
+        if not math.isfinite(value):
+            raise NonFiniteLoss(f"the training loss became {value} (the model's outputs overflow)")
+        total_loss += value * len(index)
     return total_loss / max(1, len(order))

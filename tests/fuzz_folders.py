@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from adapters.common import discover_models
+
 Mutation = Callable[[Path, np.random.Generator], None]
 
 
@@ -147,6 +149,13 @@ def model_is_a_folder(folder: Path, rng: np.random.Generator) -> None:
     _model(folder).mkdir()
 
 
+def poisoned_example_garbage(folder: Path, rng: np.random.Generator) -> None:
+    poisoned = folder / "poisoned_example_data"
+    poisoned.mkdir(exist_ok=True)  # clean models have none: give them one with a broken file
+    target = next(poisoned.iterdir(), poisoned / "class_0_example_0.png")
+    target.write_bytes(rng.bytes(300))
+
+
 COMMON: dict[str, Mutation] = {
     "model.pt truncated": lambda f, rng: truncate(_model(f), rng),
     "model.pt bit-flipped": lambda f, rng: flip_bits(_model(f), rng),
@@ -182,9 +191,7 @@ IMAGE: dict[str, Mutation] = {
     "example image 16-bit": _rewrite_image("I;16"),
     "example image tiny": _rewrite_image("RGB", size=4),
     "example image huge": _rewrite_image("RGB", size=1500),
-    "poisoned example image garbage": lambda f, rng: next(
-        (f / "poisoned_example_data").iterdir()
-    ).write_bytes(rng.bytes(300)),
+    "poisoned example image garbage": poisoned_example_garbage,
 }
 
 
@@ -230,7 +237,7 @@ def make_fuzz_round(good_round: Path, output: Path, mutations: dict[str, Mutatio
 
     The round's shared files (embeddings/, tokenizers/) are copied too.
     """
-    good_models = sorted((good_round / "models").glob("id-*"))
+    good_models = discover_models(good_round)
     (output / "models").mkdir(parents=True)
     for shared in ("embeddings", "tokenizers"):
         if (good_round / shared).is_dir():
