@@ -83,6 +83,19 @@ def check_outputs(task: Task, model_file: Path) -> None:
         )
 
 
+def failure_record(
+    model_dir: Path, error: BaseException, seconds: float, trust_pickles: bool = False
+) -> dict:
+    """The record of a model that failed: what its folder says, and the one-line error."""
+    return {
+        **adapters.folder_info(model_dir),
+        **error_record(model_dir, error),
+        "model_dir": str(Path(model_dir).resolve()),
+        "total_seconds": seconds,
+        "trust_pickles": trust_pickles,
+    }
+
+
 def timeout_record(model_dir: Path, timeout_s: float, seconds: float, trust_pickles: bool = False) -> dict:
     """The record of a model stopped at its time limit: what its folder says, and that it timed out."""
     return {
@@ -143,11 +156,7 @@ def process_model(
     except OutputError:  # the output, not the model, is at fault: stop the batch (a rerun redoes it)
         raise
     except Exception as error:  # one bad model must never stop a batch
-        record = {**adapters.folder_info(model_dir), **error_record(model_dir, error)}
-        record["model_dir"] = str(model_dir.resolve())
-        record["total_seconds"] = time.perf_counter() - started
-        record["trust_pickles"] = trust_pickles
-        return record
+        return failure_record(model_dir, error, time.perf_counter() - started, trust_pickles)
 
     return {
         "model_id": model_dir.name,

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-import multiprocessing
+import pickle
+import subprocess
+import sys
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -12,9 +15,9 @@ import torch
 
 from adapters.common import discover_models
 from harness.config import EvalConfig, SeamConfig
-from harness.files import ensure_folder, remove_stale_temp_files
+from harness.files import OutputError, ensure_folder, remove_stale_temp_files
 from harness.parallel import run_parallel, threads_per_worker
-from harness.pipeline import process_model, timeout_record
+from harness.pipeline import failure_record, process_model, timeout_record
 from harness.records import read_record, record_path, write_record
 
 
@@ -45,18 +48,33 @@ def needs_work(output_dir: Path, model_id: str, retry_errors: bool) -> bool:
 
 
 def process_in_child(timeout_s: float, threads: int, model_dir: Path, *args, **kwargs) -> dict | None:
-    """process_model in a fresh child process, stopped after timeout_s; None if it did not finish.
+    """process_model in a child process (`harness.child`), killed after timeout_s; None if it did not finish.
 
-    A hung model (a layer that never returns) cannot be interrupted inside this process, but a child
-    can be killed, and the worker goes on with the next model.
+    A hung model (a layer that never returns) cannot be interrupted inside this process, but a child can,
+    and the worker goes on with the next model. A child that dies gives an error record.
     """
-    context = multiprocessing.get_context("spawn")  # a clean interpreter: no inherited threads or locks
-    with context.Pool(1, initializer=torch.set_num_threads, initargs=(threads,)) as pool:
-        pending = pool.apply_async(process_model, (model_dir, *args), kwargs)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="seam-child-") as scratch:
+        result_file = Path(scratch) / "outcome.pkl"
+        payload = pickle.dumps((threads, (model_dir, *args), kwargs))
         try:
-            return pending.get(timeout_s)
-        except multiprocessing.TimeoutError:
-            return None  # leaving the `with` terminates the child
+            child = subprocess.run(
+                [sys.executable, "-m", "harness.child", str(result_file)],
+                input=payload,
+                capture_output=True,
+                timeout=timeout_s,
+            )
+        except subprocess.TimeoutExpired:  # subprocess.run has killed the child
+            return None
+        if not result_file.is_file():  # killed from outside, out of memory, a crash in native code
+            last_line = (child.stderr.decode(errors="replace").strip().splitlines() or ["no output"])[-1]
+            error = RuntimeError(f"the model's process ended with status {child.returncode}: {last_line}")
+            seconds = time.perf_counter() - started
+            return failure_record(model_dir, error, seconds, kwargs.get("trust_pickles", False))
+        kind, value = pickle.loads(result_file.read_bytes())
+    if kind == "output_error":
+        raise OutputError(value)
+    return value
 
 
 def _worker(

@@ -195,6 +195,11 @@ IMAGE: dict[str, Mutation] = {
 }
 
 
+def _original(folder: Path) -> Path:
+    """The round's own file in embeddings/ or tokenizers/, not one a mutation wrote there."""
+    return next(p for p in sorted(folder.glob("*.pt")) if not p.name.startswith("broken-"))
+
+
 def _point_at_round_file(kind: str, content: Callable[[Path], bytes]) -> Mutation:
     """This folder's config names its own embeddings/ or tokenizers/ file, with broken content."""
 
@@ -203,7 +208,7 @@ def _point_at_round_file(kind: str, content: Callable[[Path], bytes]) -> Mutatio
         name = f"broken-{folder.name}.pt"
         root = folder.parent.parent
         for sub in ("embeddings", "tokenizers"):
-            good = next((root / sub).glob("*.pt"))
+            good = _original(root / sub)
             (root / sub / name).write_bytes(content(good) if sub == kind else good.read_bytes())
         config["embedding_filename"] = name
         _write_config(folder, config)
@@ -213,7 +218,7 @@ def _point_at_round_file(kind: str, content: Callable[[Path], bytes]) -> Mutatio
 
 def _tokenizer_as_model(folder: Path, rng: np.random.Generator) -> None:
     root = folder.parent.parent
-    shutil.copy(next((root / "tokenizers").glob("*.pt")), _model(folder))
+    shutil.copy(_original(root / "tokenizers"), _model(folder))
 
 
 TEXT: dict[str, Mutation] = {

@@ -34,6 +34,10 @@ def comparable(results: pd.DataFrame) -> pd.DataFrame:
     return results.drop(columns=varying)
 
 
+def assert_same_results(ours: pd.DataFrame, reference: pd.DataFrame) -> None:
+    pd.testing.assert_frame_equal(comparable(ours), comparable(reference))
+
+
 def record_times(output_dir: Path) -> dict:
     return {p.name: p.stat().st_mtime_ns for p in (output_dir / "records").glob("id-*.json")}
 
@@ -117,7 +121,7 @@ def test_bad_model_folders_become_error_rows(round3_copy, tmp_path):
     result = run_round(round3_copy, output_dir, env=env, check=False)
     assert result.returncode == 3, result.stderr  # documented: some models have error rows
     last_line = result.stdout.strip().splitlines()[-1]
-    assert last_line.startswith("models: 6: ") and last_line.endswith(", 5 errors")
+    assert last_line.startswith("models: 6: ") and last_line.endswith(", 5 errors, 0 timeouts")
     assert not list(tmp_path.glob("marker*"))
     results = pd.read_csv(output_dir / "results.csv").set_index("model_id")
     for number, attack in enumerate(holes, start=10):
@@ -144,14 +148,14 @@ def test_bad_model_folders_become_error_rows(round3_copy, tmp_path):
 def test_two_runs_with_the_same_settings_give_the_same_table(finished_run, tiny_round3, tmp_path):
     run_round(tiny_round3, tmp_path / "again")
     first = pd.read_csv(finished_run[0] / "results.csv")
-    assert comparable(pd.read_csv(tmp_path / "again" / "results.csv")).equals(comparable(first))
+    assert_same_results(pd.read_csv(tmp_path / "again" / "results.csv"), first)
 
 
 def test_sigkill_then_rerun_loses_and_repeats_nothing(tiny_round3, tmp_path):
     output_dir = tmp_path / "out"
     # slow SEAM down so the kill lands while models are still in flight
     slow = ["--seam.forget_max_epochs", "40", "--seam.forget_lr", "0", "--seam.recover_max_epochs", "1"]
-    run_round(tiny_round3, tmp_path / "uninterrupted", *slow)
+    seam_harness("run", "--round_dir", tiny_round3, "--output_dir", tmp_path / "uninterrupted", *slow)
     process = subprocess.Popen(
         [CLI, "run", "--round_dir", tiny_round3, "--output_dir", output_dir, *slow],
         stdout=subprocess.DEVNULL,
@@ -172,7 +176,7 @@ def test_sigkill_then_rerun_loses_and_repeats_nothing(tiny_round3, tmp_path):
     (output_dir / "models" / unfinished).mkdir(parents=True, exist_ok=True)
     (output_dir / "models" / unfinished / ".tmp-model.pt-killed").write_bytes(b"PK\x03\x04")
     (output_dir / ".tmp-results.csv-killed").write_text("model_id,round\nid-0000")
-    run_round(tiny_round3, output_dir, *slow)
+    seam_harness("run", "--round_dir", tiny_round3, "--output_dir", output_dir, *slow)  # the same settings
     after = record_times(output_dir)
     assert {k: after[k] for k in finished} == finished  # nothing finished was recomputed
     results = pd.read_csv(output_dir / "results.csv")
@@ -180,11 +184,7 @@ def test_sigkill_then_rerun_loses_and_repeats_nothing(tiny_round3, tmp_path):
     assert not results["model_id"].duplicated().any()
     assert not list(output_dir.rglob(".tmp-*"))
     uninterrupted = pd.read_csv(tmp_path / "uninterrupted" / "results.csv")
-    assert (
-        comparable(results)
-        .drop(columns="model_dir")
-        .equals(comparable(uninterrupted).drop(columns="model_dir"))
-    )
+    assert_same_results(results, uninterrupted)
 
 
 def test_aggregate_rebuilds_the_tables(finished_run, tmp_path):

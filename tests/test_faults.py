@@ -66,7 +66,7 @@ def test_a_hanging_model_becomes_a_timeout_row_and_the_batch_goes_on(tiny_round3
         sys.modules.pop("hanging_models", None)
     env = {**os.environ, "PYTHONPATH": str(code)}
     limit = 15
-    options = ("--trust_pickles", "true", "--model_timeout_s", str(limit))
+    options = ("--trust_pickles", "true", "--model_timeout_s", str(limit), "--n_jobs", "2")
     result = run_round(tmp_path / "round", tmp_path / "out", *options, env=env)
     assert result.returncode == 3, result.stderr
     assert result.stdout.strip().splitlines()[-1].endswith("0 errors, 1 timeouts")

@@ -63,8 +63,8 @@ def test_embedding_runs_once_per_example(sentiment_round, monkeypatch):
     rows = []
     real_load = sentiment.load_model
 
-    def counting_load(path):
-        model = real_load(path)
+    def counting_load(path, trust_pickles=False):
+        model = real_load(path, trust_pickles)
         if path.parent.name == "embeddings":
             model.register_forward_hook(lambda module, args, kwargs_or_out: rows.append(len(args[0])))
         return model
@@ -200,7 +200,8 @@ def test_pickle_naming_a_missing_class_gives_an_error_row(sentiment_round, tmp_p
     result = seam_harness(
         "run", "--round_dir", round_dir, "--output_dir", output_dir, *FAST_SEAM, check=False
     )
-    assert result.returncode == 3 and result.stdout.strip().splitlines()[-1].endswith(", 1 errors")
+    assert result.returncode == 3
+    assert result.stdout.strip().splitlines()[-1].endswith(", 1 errors, 0 timeouts")
     results = pd.read_csv(output_dir / "results.csv").set_index("model_id")
     assert results.loc[model_dir.name, "status"] == "error"
     assert results.loc[model_dir.name, "model_architecture"] == read_config(model_dir)["model_architecture"]
