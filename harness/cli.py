@@ -95,7 +95,9 @@ def run_command(
     done = ", ".join(f"{count} {status}" for status, count in sorted(outcome.this_call.items()) if count)
     print(f"done: {done}")
     if aggregate_tables:
-        print_summary(aggregate(output_dir), output_dir)
+        summary = aggregate(output_dir)
+        print_summary(summary, output_dir)
+        print_few_examples_warning(summary)
     print(outcome_line(outcome.final))
     if outcome.final["error"] or outcome.final["timeout"] or outcome.final["missing"]:
         sys.exit(EXIT_MODEL_ERRORS)
@@ -237,6 +239,19 @@ TRUST = (
     "Load model, embedding and tokenizer pickles with the plain unpickler, which runs any code they name"
     " (default: an allowlist). Only for files you trust; the row records it."
 )
+
+
+def print_few_examples_warning(summary) -> None:
+    from harness.metrics import FEW_EXAMPLES
+
+    overall = summary[summary["group_by"] == "all"]
+    few = overall["n_few_examples"].sum()
+    if few > 0:
+        print(
+            f"warning: for {int(few)} models ACC or ASR rests on fewer than {FEW_EXAMPLES} examples"
+            f" (as few as {int(overall['min_examples'].min())}); see their 95 % intervals in results.csv"
+            " (acc_*_low/high, asr_*_low/high, fidelity_low/high)"
+        )
 
 
 def build_parser() -> ArgumentParser:

@@ -20,7 +20,16 @@ from adapters.common import NamedFiles
 from harness import __version__
 from harness.config import EvalConfig, SeamConfig
 from harness.files import OutputError
-from harness.metrics import accuracy, attack_success_rate, defense_effectiveness_rate, fidelity
+from harness.metrics import (
+    accuracy,
+    accuracy_counted,
+    asr_counted,
+    attack_success_rate,
+    defense_effectiveness_rate,
+    fidelity,
+    fidelity_interval,
+    wilson_interval,
+)
 from harness.model_io import ModelLoadError, save_model
 from harness.seam import seam
 from harness.task import Task
@@ -33,17 +42,32 @@ def evaluate(model: nn.Module, task: Task) -> dict:
     With a background class, ACC leaves its positions out and `acc_all_labels` counts them too.
     """
     clean_predictions = predict(model, task.eval_clean.inputs, task.forward)
-    result = {"acc": accuracy(clean_predictions, task.eval_clean.labels, task.background_class)}
+    result = {
+        "acc": accuracy(clean_predictions, task.eval_clean.labels, task.background_class),
+        "acc_n": int(accuracy_counted(task.eval_clean.labels, task.background_class).sum()),
+    }
     if task.background_class is not None:
         result["acc_all_labels"] = accuracy(clean_predictions, task.eval_clean.labels)
     triggered = task.eval_triggered
     if triggered is None:
-        return result | {"asr": math.nan, "ra": math.nan}
+        return result | {"asr": math.nan, "asr_n": 0, "ra": math.nan}
     predictions = predict(model, triggered.inputs, task.forward)
     return result | {
         "asr": attack_success_rate(predictions, triggered.labels, triggered.targets),
+        "asr_n": int(asr_counted(triggered.labels, triggered.targets).sum()),
         "ra": accuracy(predictions, triggered.labels),
     }
+
+
+def intervals(before: dict, after: dict) -> dict:
+    """How many items each figure rests on, and its 95 % interval (README, "Evaluation protocol")."""
+    fields = {"acc_n": before["acc_n"], "asr_n": before["asr_n"]}
+    for stage, figures in (("before", before), ("after", after)):
+        for metric in ("acc", "asr"):
+            low, high = wilson_interval(figures[metric], figures[f"{metric}_n"])
+            fields |= {f"{metric}_{stage}_low": low, f"{metric}_{stage}_high": high}
+    low, high = fidelity_interval(before["acc"], after["acc"], after["asr"], before["acc_n"], after["asr_n"])
+    return fields | {"fidelity_low": low, "fidelity_high": high}
 
 
 def all_labels_accuracy(before: dict, after: dict) -> dict:
@@ -168,6 +192,7 @@ def process_model(
         "acc_after": after["acc"],
         "asr_after": after["asr"],
         "fidelity": fidelity(before["acc"], after["acc"], after["asr"]),
+        **intervals(before, after),
         "der": defense_effectiveness_rate(before["acc"], after["acc"], before["asr"], after["asr"]),
         "ra_before": before["ra"],
         "ra_after": after["ra"],

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness.files import atomic_write, remove_stale_temp_files
+from harness.metrics import FEW_EXAMPLES
 
 # The results.csv contract (see README); extra record fields follow these columns.
 RESULT_COLUMNS = [
@@ -92,6 +93,15 @@ def results_table(records: list[dict]) -> pd.DataFrame:
     )
 
 
+def few_examples(done: pd.DataFrame) -> dict:
+    """How many models' ACC or ASR rests on fewer than FEW_EXAMPLES items, and the fewest any rests on."""
+    if "acc_n" not in done:  # records written before the counts were kept
+        return {"n_few_examples": math.nan, "min_examples": math.nan}
+    counts = done[["acc_n", "asr_n"]].astype(float).where(lambda c: c > 0)  # ASR 0: clean model, no ASR
+    fewest = counts.min(axis=1)
+    return {"n_few_examples": int((fewest < FEW_EXAMPLES).sum()), "min_examples": fewest.min()}
+
+
 def _summarise(group: pd.DataFrame) -> dict:
     done = group[~group["status"].isin(("error", "timeout"))]
     poisoned = done[done["poisoned"] == True]  # noqa: E712  (column holds True/False/None)
@@ -112,6 +122,7 @@ def _summarise(group: pd.DataFrame) -> dict:
         "mean_asr_after": poisoned["asr_after"].astype(float).mean(),
         "mean_acc_before_clean": clean["acc_before"].astype(float).mean(),
         "mean_acc_drop_clean": (clean["acc_before"].astype(float) - clean["acc_after"].astype(float)).mean(),
+        **few_examples(done),
         "mean_seconds": done["total_seconds"].astype(float).mean(),
         "median_seconds": done["total_seconds"].astype(float).median(),
         "total_seconds": group["total_seconds"].astype(float).sum(),

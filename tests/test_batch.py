@@ -71,6 +71,14 @@ def test_run_writes_records_tables_and_a_summary(finished_run, tiny_round3):
     ):
         assert column in summary
     assert "mean_fidelity" in result.stdout and "results.csv" in result.stdout
+    # every figure with the number of items it rests on and its 95 % interval; few items: a warning
+    assert (results["acc_n"] == results["eval_clean_examples"]).all()
+    for metric in ("acc_before", "acc_after"):
+        assert (results[f"{metric}_low"] <= results[metric]).all()
+        assert (results[metric] <= results[f"{metric}_high"]).all()
+    assert poisoned["fidelity"].between(poisoned["fidelity_low"], poisoned["fidelity_high"]).all()
+    assert "fewer than 100 examples" in result.stdout.splitlines()[-2]
+    assert summary[summary["group_by"] == "all"]["n_few_examples"].sum() == 3
 
 
 def test_saved_model_reproduces_its_row(finished_run):
