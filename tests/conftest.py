@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import os
 import shutil
 import subprocess
 import sys
@@ -57,6 +59,20 @@ FAST_SEAM = [
     *("--seam.forget_max_epochs", "3", "--seam.forget_epochs_below_alpha", "1"),
     *("--seam.recover_max_epochs", "3", "--seam.recover_epochs_after_goal", "0"),
 ]
+
+
+def save_with_user_module(code_dir: Path, name: str, source: str, build, path: Path) -> dict:
+    """A model whose class lives in a user's own module: write `code_dir/<name>.py`, torch.save
+    build(module) to path, and return the environment in which a `seam-harness` process can import it."""
+    code_dir.mkdir(exist_ok=True)
+    (code_dir / f"{name}.py").write_text(source)
+    sys.path.insert(0, str(code_dir))
+    try:
+        torch.save(build(importlib.import_module(name)), path)
+    finally:
+        sys.path.remove(str(code_dir))
+        sys.modules.pop(name, None)
+    return {**os.environ, "PYTHONPATH": str(code_dir)}
 
 
 def make_tiny_round(round_number: int, output_dir: Path) -> Path:

@@ -5,14 +5,12 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
-from conftest import CLI, FAST_SEAM, seam_harness
+from conftest import CLI, FAST_SEAM, save_with_user_module, seam_harness
 from crafted_pickles import ATTACKS
 
 from adapters import image, load_task
@@ -228,23 +226,18 @@ def test_shards_split_the_round_and_slurm_array_variables_pick_the_share(tiny_ro
 
 def test_trust_pickles_loads_what_the_allowlist_refuses_and_the_row_says_so(tiny_round3, tmp_path):
     # a legitimate model whose class lives in the user's own module, which the allowlist does not know
-    code = tmp_path / "user_code"
-    code.mkdir()
-    (code / "user_models.py").write_text(
+    source = (
         "import torch\n\n\nclass Wrapped(torch.nn.Module):\n"
         "    def __init__(self, inner):\n        super().__init__()\n        self.inner = inner\n\n"
         "    def forward(self, x):\n        return self.inner(x)\n"
     )
     model_dir = Path(shutil.copytree(discover_models(tiny_round3)[0], tmp_path / "round" / "models" / "id-0"))
-    sys.path.insert(0, str(code))
-    try:
-        import user_models
+    model_file = model_dir / "model.pt"
 
-        torch.save(user_models.Wrapped(load_model(model_dir / "model.pt")), model_dir / "model.pt")
-    finally:
-        sys.path.remove(str(code))
-        sys.modules.pop("user_models", None)
-    env = {**os.environ, "PYTHONPATH": str(code)}
+    def wrap(module):
+        return module.Wrapped(load_model(model_file))
+
+    env = save_with_user_module(tmp_path / "user_code", "user_models", source, wrap, model_file)
     refused = run_round(tmp_path / "round", tmp_path / "safe", env=env, check=False)
     assert refused.returncode == 3
     row = pd.read_csv(tmp_path / "safe" / "results.csv").iloc[0]

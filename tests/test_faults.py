@@ -5,13 +5,11 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
-from conftest import FAST_SEAM, seam_harness
+from conftest import FAST_SEAM, save_with_user_module, seam_harness
 
 from adapters.common import discover_models
 from harness.model_io import load_model
@@ -50,21 +48,14 @@ class Hanging(torch.nn.Module):
 
 
 def test_a_hanging_model_becomes_a_timeout_row_and_the_batch_goes_on(tiny_round3, tmp_path):
-    code = tmp_path / "user_code"
-    code.mkdir()
-    (code / "hanging_models.py").write_text(HANGING_LAYER)
     models = discover_models(tiny_round3)
-    hanging = Path(shutil.copytree(models[0], tmp_path / "round" / "models" / "id-0"))
+    hanging = Path(shutil.copytree(models[0], tmp_path / "round" / "models" / "id-0")) / "model.pt"
     shutil.copytree(models[1], tmp_path / "round" / "models" / "id-1")
-    sys.path.insert(0, str(code))
-    try:
-        import hanging_models
 
-        torch.save(hanging_models.Hanging(load_model(hanging / "model.pt")), hanging / "model.pt")
-    finally:
-        sys.path.remove(str(code))
-        sys.modules.pop("hanging_models", None)
-    env = {**os.environ, "PYTHONPATH": str(code)}
+    def wrap(module):
+        return module.Hanging(load_model(hanging))
+
+    env = save_with_user_module(tmp_path / "user_code", "hanging_models", HANGING_LAYER, wrap, hanging)
     limit = 15
     options = ("--trust_pickles", "true", "--model_timeout_s", str(limit), "--n_jobs", "2")
     result = run_round(tmp_path / "round", tmp_path / "out", *options, env=env)
