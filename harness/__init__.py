@@ -6,7 +6,7 @@ __version__ = "0.1.0"
 
 # OpenMP threads that wait by spinning take the cores from anything else running there. Beside one busy
 # 2-thread torch process on 2 cores, SEAM on a round-3 model took 76.6 s under libgomp's default policy
-# (10.4 s alone), 15.6 s with passive waiting (10.0 s alone), 13.0 s with both processes passive
-# (benchmarks/contention.sh compares the policies). Set before torch is imported, inherited by worker and
-# child processes; a user's own setting wins.
+# (10.4 s alone), 15.6 s with passive waiting (10.0 s alone), 13.0 s with both processes passive. A later
+# run of benchmarks/contention.sh: both ACTIVE 19.0 s, SEAM PASSIVE 12.8 s, both PASSIVE 12.5 s (8.7-9.1 s
+# alone). Set before torch is imported, inherited by worker and child processes; a user's own setting wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
