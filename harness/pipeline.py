@@ -80,16 +80,13 @@ def all_labels_accuracy(before: dict, after: dict) -> dict:
     }
 
 
-def error_record(model_dir: Path, error: BaseException) -> dict:
-    """A record for a model that could not be processed: one line naming the file (or at least the
-    model folder) and the cause."""
+def error_message(model_dir: Path, error: BaseException) -> str:
+    """One line naming the file (or at least the model folder) and the cause."""
     message = " ".join(f"{type(error).__name__}: {error}".split())
     if not isinstance(error, adapters.RoundFormatError | ModelLoadError | NonFiniteLoss):
         frame = traceback.extract_tb(error.__traceback__)[-1]  # where an unexpected error came from
         message += f" (at {Path(frame.filename).name}:{frame.lineno})"
-    if str(model_dir) not in message:
-        message = f"{model_dir}: {message}"
-    return {"model_id": model_dir.name, "method": "seam", "status": "error", "error": message}
+    return message if str(model_dir) in message else f"{model_dir}: {message}"
 
 
 def check_outputs(task: Task, model_file: Path) -> None:
@@ -108,26 +105,15 @@ def check_outputs(task: Task, model_file: Path) -> None:
 
 
 def failure_record(
-    model_dir: Path, error: BaseException, seconds: float, trust_pickles: bool = False
+    model_dir: Path, message: str, seconds: float, trust_pickles: bool = False, status: str = "error"
 ) -> dict:
-    """The record of a model that failed: what its folder says, and the one-line error."""
+    """The record of a model without a result (status error or timeout): what its folder says, and why."""
     return {
         **adapters.folder_info(model_dir),
-        **error_record(model_dir, error),
-        "model_dir": str(Path(model_dir).resolve()),
-        "total_seconds": seconds,
-        "trust_pickles": trust_pickles,
-    }
-
-
-def timeout_record(model_dir: Path, timeout_s: float, seconds: float, trust_pickles: bool = False) -> dict:
-    """The record of a model stopped at its time limit: what its folder says, and that it timed out."""
-    return {
-        **adapters.folder_info(model_dir),
-        "model_id": model_dir.name,
+        "model_id": Path(model_dir).name,
         "method": "seam",
-        "status": "timeout",
-        "error": f"{model_dir}: stopped after {timeout_s:g} s without a result (--model_timeout_s)",
+        "status": status,
+        "error": message,
         "model_dir": str(Path(model_dir).resolve()),
         "total_seconds": seconds,
         "trust_pickles": trust_pickles,
@@ -180,7 +166,8 @@ def process_model(
     except OutputError:  # the output, not the model, is at fault: stop the batch (a rerun redoes it)
         raise
     except Exception as error:  # one bad model must never stop a batch
-        return failure_record(model_dir, error, time.perf_counter() - started, trust_pickles)
+        message = error_message(model_dir, error)
+        return failure_record(model_dir, message, time.perf_counter() - started, trust_pickles)
 
     return {
         "model_id": model_dir.name,

@@ -20,6 +20,7 @@ RESULT_COLUMNS = [
     "eval_data", "status", "error",
 ]  # fmt: skip
 REQUIRED_FIELDS = ("model_id", "method", "status")
+FAILED = ("error", "timeout")  # statuses of models without a result; --retry_errors recomputes them
 
 
 def records_dir(output_dir: Path) -> Path:
@@ -103,7 +104,7 @@ def few_examples(done: pd.DataFrame) -> dict:
 
 
 def _summarise(group: pd.DataFrame) -> dict:
-    done = group[~group["status"].isin(("error", "timeout"))]
+    done = group[~group["status"].isin(FAILED)]
     poisoned = done[done["poisoned"] == True]  # noqa: E712  (column holds True/False/None)
     clean = done[done["poisoned"] == False]  # noqa: E712
     fidelity = poisoned["fidelity"].astype(float)

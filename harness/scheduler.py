@@ -17,8 +17,8 @@ from adapters.common import discover_models
 from harness.config import EvalConfig, SeamConfig
 from harness.files import OutputError, ensure_folder, remove_stale_temp_files
 from harness.parallel import run_parallel, threads_per_worker
-from harness.pipeline import failure_record, process_model, timeout_record
-from harness.records import read_record, record_path, write_record
+from harness.pipeline import failure_record, process_model
+from harness.records import FAILED, read_record, record_path, write_record
 
 
 @dataclass
@@ -36,9 +36,6 @@ def shard(items: list, shard_index: int, num_shards: int) -> list:
 
 def saved_model_path(output_dir: Path, model_id: str) -> Path:
     return Path(output_dir) / "models" / model_id / "model.pt"
-
-
-FAILED = ("error", "timeout")  # statuses with no result; --retry_errors recomputes them
 
 
 def needs_work(output_dir: Path, model_id: str, retry_errors: bool) -> bool:
@@ -68,9 +65,9 @@ def process_in_child(timeout_s: float, threads: int, model_dir: Path, *args, **k
             return None
         if not result_file.is_file():  # killed from outside, out of memory, a crash in native code
             last_line = (child.stderr.decode(errors="replace").strip().splitlines() or ["no output"])[-1]
-            error = RuntimeError(f"the model's process ended with status {child.returncode}: {last_line}")
+            message = f"{model_dir}: the model's process ended with status {child.returncode}: {last_line}"
             seconds = time.perf_counter() - started
-            return failure_record(model_dir, error, seconds, kwargs.get("trust_pickles", False))
+            return failure_record(model_dir, message, seconds, kwargs.get("trust_pickles", False))
         kind, value = pickle.loads(result_file.read_bytes())
     if kind == "output_error":
         raise OutputError(value)
@@ -98,7 +95,8 @@ def _worker(
         record = process_in_child(model_timeout_s, threads, *arguments, trust_pickles=trust_pickles)
         if record is None:
             seconds = time.perf_counter() - started
-            record = timeout_record(model_dir, model_timeout_s, seconds, trust_pickles)
+            message = f"{model_dir}: stopped after {model_timeout_s:g} s without a result (--model_timeout_s)"
+            record = failure_record(model_dir, message, seconds, trust_pickles, status="timeout")
     record.setdefault("round", round_number)
     write_record(output_dir, record)
     return record
