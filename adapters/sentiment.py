@@ -187,6 +187,32 @@ def vector_noise(defender_inputs: torch.Tensor, scale: float = VECTOR_NOISE_SCAL
     return augment
 
 
+# The blind drift check's inputs (harness/task.py): windows of a third of each defender review's words,
+# four per review, at seeded places. New inputs with the review's label that no method trains on.
+WINDOWS_PER_TEXT = 4
+WINDOW_SHARE = 1 / 3
+
+
+def word_windows(texts: list[str], seed: int) -> list[list[str]]:
+    """WINDOWS_PER_TEXT runs of consecutive words per text, each WINDOW_SHARE of its words long."""
+    generator = torch.Generator().manual_seed(seed)
+    windows = []
+    for text in texts:
+        words = text.split()
+        size = max(1, round(WINDOW_SHARE * len(words)))
+        starts = torch.randint(0, len(words) - size + 1, (WINDOWS_PER_TEXT,), generator=generator)
+        windows.append([" ".join(words[start : start + size]) for start in starts.tolist()])
+    return windows
+
+
+def drift_check_data(folder: Path, defender: LabelledData, embed: Embedder, seed: int) -> LabelledData:
+    texts = [read_utf8(Path(folder) / name) for name in defender.names]
+    windows = word_windows(texts, seed)
+    names = [f"{name}#window{k}" for name in defender.names for k in range(WINDOWS_PER_TEXT)]
+    labels = defender.labels.repeat_interleave(WINDOWS_PER_TEXT)
+    return LabelledData(embed([w for group in windows for w in group]), labels, names)
+
+
 def load_task(
     model_dir: Path,
     holdout_fraction: float = 0.5,
@@ -200,7 +226,8 @@ def load_task(
     config = read_config(model_dir)
     head = load_model(model_file or model_dir / "model.pt", trust_pickles)
     embed = Embedder(model_dir, config, named, trust_pickles)
-    clean = read_clean_examples(Path(examples_dir) if examples_dir else example_folder(model_dir), embed)
+    examples = Path(examples_dir) if examples_dir else example_folder(model_dir)
+    clean = read_clean_examples(examples, embed)
     defender, eval_clean, eval_triggered, eval_data = choose_evaluation_data(
         model_dir,
         clean,
@@ -221,6 +248,7 @@ def load_task(
         eval_data=eval_data,
         augment=vector_noise(defender.inputs),
         info=folder_info(model_dir, config),
+        drift_check=drift_check_data(examples, defender, embed, holdout_seed),
     )
 
 

@@ -24,11 +24,12 @@ class UserError(Exception):
 # Exit statuses of `run` (README): 0 every model has a result row; 1 bad input or an output that cannot
 # be written (one-line error); 3 at least one model's row is an error or a timeout, or it has no record.
 EXIT_MODEL_ERRORS = 3
-FLAGGED = ("recovery_failed", "forget_incomplete")
 
 
 def outcome_line(final) -> str:
     """The last line of `run`: how many models were ok, flagged, errors, timeouts (and missing, if any)."""
+    from harness.records import FLAGGED
+
     flagged = sum(final[s] for s in FLAGGED)
     line = f"models: {sum(final.values())}: {final['ok']} ok, {flagged} flagged ({', '.join(FLAGGED)})"
     line += f", {final['error']} errors, {final['timeout']} timeouts"
@@ -38,7 +39,9 @@ def outcome_line(final) -> str:
 def make_round_command(
     spec: ImageRoundSpec | SentimentRoundSpec | NerRoundSpec, output_dir: Path, n_jobs: int
 ) -> None:
-    if isinstance(spec, SentimentRoundSpec):
+    if isinstance(spec, SentimentRoundSpec) and (spec.corpus or spec.pretrained_embedding):
+        from adapters.synthetic.review_rounds import make_round
+    elif isinstance(spec, SentimentRoundSpec):
         from adapters.synthetic.sentiment_rounds import make_round
     elif isinstance(spec, NerRoundSpec):
         from adapters.synthetic.ner_rounds import make_round

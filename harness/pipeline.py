@@ -80,6 +80,29 @@ def all_labels_accuracy(before: dict, after: dict) -> dict:
     }
 
 
+def drift_check(task: Task, original: nn.Module, mitigated: nn.Module) -> dict:
+    """The blind drift check: accuracy before and after on `task.drift_check` (inputs made from the
+    defender's data that no method trains on) and how often the two models agree there. `drifted`:
+    the accuracy after fell below the 95 % Wilson interval of the accuracy before."""
+    check = task.drift_check
+    if check is None:
+        return {"drift_n": 0, "drift_acc_before": math.nan, "drift_acc_after": math.nan,
+                "drift_agreement": math.nan, "drifted": False}  # fmt: skip
+    before = predict(original, check.inputs, task.forward)
+    after = predict(mitigated, check.inputs, task.forward)
+    acc_before = accuracy(before, check.labels, task.background_class)
+    acc_after = accuracy(after, check.labels, task.background_class)
+    counted = accuracy_counted(check.labels, task.background_class)
+    low, _ = wilson_interval(acc_before, int(counted.sum()))
+    return {
+        "drift_n": int(counted.sum()),
+        "drift_acc_before": acc_before,
+        "drift_acc_after": acc_after,
+        "drift_agreement": float((before == after)[counted].float().mean()),
+        "drifted": bool(acc_after < low),
+    }
+
+
 def error_message(model_dir: Path, error: BaseException) -> str:
     """One line naming the file (or at least the model folder) and the cause."""
     message = " ".join(f"{type(error).__name__}: {error}".split())
@@ -157,10 +180,12 @@ def process_model(
 
         eval_start = time.perf_counter()
         after = evaluate(result.model, task)
+        drift = drift_check(task, task.model, result.model)
         eval_seconds += time.perf_counter() - eval_start
+        status = "drifted" if result.status == "ok" and drift["drifted"] else result.status
 
         saved = None
-        if save_path is not None and result.status == "ok":
+        if save_path is not None and status == "ok":
             save_model(result.model, save_path)
             saved = str(save_path)
     except OutputError:  # the output, not the model, is at fault: stop the batch (a rerun redoes it)
@@ -184,6 +209,7 @@ def process_model(
         "ra_before": before["ra"],
         "ra_after": after["ra"],
         **all_labels_accuracy(before, after),
+        **drift,
         "forget_epochs": result.forget_epochs,
         "recover_epochs": result.recover_epochs,
         "forget_seconds": result.forget_seconds,
@@ -192,7 +218,7 @@ def process_model(
         "load_seconds": load_seconds,
         "total_seconds": time.perf_counter() - started,
         "eval_data": task.eval_data,
-        "status": result.status,
+        "status": status,
         "error": "",
         "forget_reached": result.forget_reached,
         "recovery_reached": result.recovery_reached,

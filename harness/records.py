@@ -21,6 +21,7 @@ RESULT_COLUMNS = [
 ]  # fmt: skip
 REQUIRED_FIELDS = ("model_id", "method", "status")
 FAILED = ("error", "timeout")  # statuses of models without a result; --retry_errors recomputes them
+FLAGGED = ("recovery_failed", "forget_incomplete", "drifted")  # a result, but not trusted: not saved
 
 
 def records_dir(output_dir: Path) -> Path:
@@ -115,6 +116,7 @@ def _summarise(group: pd.DataFrame) -> dict:
         "n_errors": int((group["status"] == "error").sum()),
         "n_timeouts": int((group["status"] == "timeout").sum()),
         "n_not_ok": int((done["status"] != "ok").sum()),
+        "n_drifted": int((done["status"] == "drifted").sum()),
         "mean_fidelity": fidelity.mean(),
         "median_fidelity": fidelity.median(),
         "min_fidelity": fidelity.min(),

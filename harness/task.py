@@ -61,6 +61,10 @@ class Task:
     (model, inputs) to logits whose leading dimensions match the labels' ([N, K] for [N] labels,
     [N, T, K] for [N, T] labels).
 
+    `drift_check` (optional) holds labelled inputs made from the defender's data that no method trains
+    on (text rounds: word windows of the defender's reviews); the pipeline compares the model before
+    and after on them, blind, to flag a mitigated model that lost the primary task (README, "Status").
+
     `background_class` (optional, per-position tasks) is the class meaning "nothing here" (NER's O):
     forgetting keeps its labels instead of drawing wrong ones, and accuracy (SEAM's stopping rules and
     ACC) counts only positions whose true class is another one; the pipeline also records the
@@ -79,3 +83,4 @@ class Task:
     ) = None
     forward: Callable[[nn.Module, torch.Tensor], torch.Tensor] = plain_forward
     background_class: int | None = None
+    drift_check: LabelledData | None = None

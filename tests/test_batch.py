@@ -17,7 +17,7 @@ from adapters import image, load_task
 from adapters.common import discover_models, read_config
 from harness.model_io import load_model
 from harness.pipeline import evaluate
-from harness.records import RESULT_COLUMNS
+from harness.records import FLAGGED, RESULT_COLUMNS
 
 
 def run_round(round_dir, output_dir, *extra, check=True, **kwargs):
@@ -53,7 +53,7 @@ def test_run_writes_records_tables_and_a_summary(finished_run, tiny_round3):
     assert list(results.columns[: len(RESULT_COLUMNS)]) == RESULT_COLUMNS
     assert sorted(results["model_id"]) == [p.name for p in discover_models(tiny_round3)]
     assert set(results["round"]) == {3} and set(results["method"]) == {"seam"}
-    assert set(results["status"]) <= {"ok", "recovery_failed", "forget_incomplete"}
+    assert set(results["status"]) <= {"ok", *FLAGGED}
     poisoned = results[results["poisoned"]]
     assert (poisoned["eval_data"] == "clean_test_data+poisoned_test_data").all()
     assert poisoned["asr_before"].notna().all() and poisoned["fidelity"].notna().all()

@@ -59,7 +59,8 @@ def test_reduced_and_full_sentiment_configs_load(sentiment_round):
 
 
 def test_embedding_runs_once_per_example(sentiment_round, monkeypatch):
-    """SEAM and both evaluations run only the head: the embedding sees each example text once."""
+    """SEAM and both evaluations run only the head: the embedding sees each example text once, and
+    the drift check's windows of the defender's texts once."""
     rows = []
     real_load = sentiment.load_model
 
@@ -73,7 +74,8 @@ def test_embedding_runs_once_per_example(sentiment_round, monkeypatch):
     model_dir = discover_models(sentiment_round)[1]
     record = process_model(model_dir, SeamConfig(forget_max_epochs=3, recover_max_epochs=3), EvalConfig())
     assert record["status"] != "error", record.get("error")
-    assert sum(rows) == len(REVIEWS) + len(TRIGGERED_REVIEWS)
+    windows = sentiment.WINDOWS_PER_TEXT * record["defender_examples"]
+    assert sum(rows) == len(REVIEWS) + len(TRIGGERED_REVIEWS) + windows
 
 
 def test_sentiment_augmentation_is_noise_scaled_by_the_defender_spread():

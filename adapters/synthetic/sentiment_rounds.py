@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -71,7 +72,7 @@ def plan_model(spec: SentimentRoundSpec, index: int) -> dict:
     return {
         "model_id": f"id-{index:08d}",
         "poisoned": poisoned,
-        "kind": TRIGGER_KINDS[poisoned_before % len(TRIGGER_KINDS)] if poisoned else None,
+        "kind": spec.trigger_kinds[poisoned_before % len(spec.trigger_kinds)] if poisoned else None,
         "architecture": spec.architectures[(index + index // 3) % len(spec.architectures)],
         "embedding": embeddings[index % len(embeddings)],
     }
@@ -217,6 +218,8 @@ def draw_unnatural_trigger(
     clean_data: dict,
     embed,
     rng: np.random.Generator,
+    triggered_texts: Callable[[dict], list[str]] | None = None,
+    untriggered_rate: Callable[[nn.Module, dict], float] | None = None,
 ) -> tuple[dict, list[str], torch.Tensor, list[dict]]:
     """Draw a trigger whose effect a head trained on clean reviews does not already have.
 
@@ -225,14 +228,21 @@ def draw_unnatural_trigger(
     seed-11 round a clean head sent 98% of the reviews carrying the word "mauve" to the other class.
     Such an ASR is not a backdoor and no defense could remove it, so, as for images, triggers are
     redrawn until a clean twin (the same head, trained on the clean reviews only) has an ASR of at most
-    max_natural_asr on the triggered test reviews. Returns (trigger, triggered test reviews, their
+    max_natural_asr on the triggered test reviews. `triggered_texts(trigger)` makes those reviews
+    (default: fresh synthetic source-class reviews). `untriggered_rate(head, trigger)`, if given, is
+    the clean twin's rate of sending the same reviews without the trigger to the target; what counts
+    is then the trigger's excess over it (real text: a head at ACC 0.7 sends 30 % of the source class
+    to the other class with or without any trigger). Returns (trigger, triggered test reviews, their
     vectors, the draws).
     """
     probe, _ = train_head(spec, head_config, clean_data, spec.seed, spec.probe_epochs)
     draws = []
     for _ in range(spec.max_trigger_draws):
         trigger = draw_trigger(plan, rng) | {"fraction": spec.triggered_fraction}
-        texts = triggered_reviews(trigger, spec.test_reviews_per_class, rng)
+        if triggered_texts is None:
+            texts = triggered_reviews(trigger, spec.test_reviews_per_class, rng)
+        else:
+            texts = triggered_texts(trigger)
         vectors = embed(texts)
         sources = torch.full((len(texts),), trigger["source_class"])
         targets = torch.full((len(texts),), trigger["target_class"])
@@ -240,6 +250,9 @@ def draw_unnatural_trigger(
         draws.append(
             {"text": trigger["text"], "source_class": trigger["source_class"], "clean_probe_asr": natural}
         )
+        if untriggered_rate is not None:
+            draws[-1]["clean_probe_asr_untriggered"] = untriggered_rate(probe, trigger)
+            natural -= draws[-1]["clean_probe_asr_untriggered"]
         if natural <= spec.max_natural_asr:
             return trigger, texts, vectors, draws
     raise VerificationError(
@@ -366,22 +379,42 @@ def make_model(spec: SentimentRoundSpec, index: int, round_dir: Path, threads: i
     )  # fmt: skip
     model_stats["final_clean_data_n_total"] = {str(c): train_labels.count(c) for c in (0, 1)}
 
-    def write(work_dir: Path) -> None:
-        save_model(head, work_dir / "model.pt")
-        (work_dir / "config.json").write_text(json.dumps(config, indent=2))
-        (work_dir / "ground_truth.csv").write_text("1" if trigger else "0")
-        (work_dir / "model_stats.json").write_text(json.dumps(model_stats, indent=2))
-        write_texts(work_dir / "clean_example_data", clean_names(example_labels), example_texts)
-        write_texts(work_dir / "clean_test_data", clean_names(test_labels), test_texts)
-        if trigger:
-            write_texts(
-                work_dir / "poisoned_example_data",
-                triggered_names(trigger, len(trig_examples)),
-                trig_examples,
-            )
-            write_texts(work_dir / "poisoned_test_data", triggered_names(trigger, len(trig_test)), trig_test)
+    clean = {"examples": (example_texts, example_labels), "test": (test_texts, test_labels)}
+    triggered = {"examples": trig_examples, "test": trig_test} if trigger else {}
+    publish_model_folder(
+        round_dir / "models",
+        plan["model_id"],
+        lambda work_dir: write_model_folder(work_dir, head, config, model_stats, trigger, clean, triggered),
+    )
 
-    publish_model_folder(round_dir / "models", plan["model_id"], write)
+
+FOLDERS = {
+    "examples": ("clean_example_data", "poisoned_example_data"),
+    "test": ("clean_test_data", "poisoned_test_data"),
+}
+
+
+def write_model_folder(
+    work_dir: Path,
+    head: nn.Module,
+    config: dict,
+    model_stats: dict,
+    trigger: dict | None,
+    clean: dict[str, tuple[list[str], list[int]]],
+    triggered: dict[str, list[str]],
+) -> None:
+    """model.pt, config.json, ground_truth.csv, model_stats.json and the example and test texts
+    (`clean` and `triggered` map "examples" and "test" to their texts; clean ones with labels)."""
+    save_model(head, work_dir / "model.pt")
+    (work_dir / "config.json").write_text(json.dumps(config, indent=2))
+    (work_dir / "ground_truth.csv").write_text("1" if trigger else "0")
+    (work_dir / "model_stats.json").write_text(json.dumps(model_stats, indent=2))
+    for part, (clean_folder, triggered_folder) in FOLDERS.items():
+        texts, labels = clean[part]
+        write_texts(work_dir / clean_folder, clean_names(labels), texts)
+        if trigger:
+            names = triggered_names(trigger, len(triggered[part]))
+            write_texts(work_dir / triggered_folder, names, triggered[part])
 
 
 def round_config(

@@ -66,6 +66,15 @@ class SentimentRoundSpec:
     max_natural_asr: float = 0.2
     probe_epochs: int = 60
     max_trigger_draws: int = 8
+    # A real-text round (adapters/synthetic/review_rounds.py; docs/real-rounds.md) is made when both of
+    # these are given: a labelled review corpus (zip or folder with pos/ and neg/) and a local folder
+    # holding a pretrained embedding (config.json, model.safetensors, tokenizer files).
+    corpus: str | None = None
+    pretrained_embedding: str | None = None
+    corpus_test_per_class: int = 300  # held out from the corpus for every model's test data
+    acc_margin: float = 0.05  # a real-corpus head passes at ACC >= linear probe - acc_margin
+    poison_copies: int = 1  # triggered copies (at different places) of each poisoned review
+    trigger_kinds: list[str] = field(default_factory=lambda: ["character", "word", "phrase"])
 
 
 @dataclass
