@@ -70,8 +70,26 @@ def measure(model_dir: Path, scratch: Path, seed: int) -> dict:
 
 
 def inside(table: pd.DataFrame, figure: str) -> pd.Series:
+    """True/False where the held-out figure exists (ASR and Fidelity: poisoned models), else NA."""
     test, low, high = table[f"test_{figure}"], table[f"few_{figure}_low"], table[f"few_{figure}_high"]
-    return (test >= low) & (test <= high) | test.isna()
+    return ((test >= low) & (test <= high)).astype("boolean").mask(test.isna())
+
+
+FIGURES = ["acc_before", "acc_after", "asr_before", "asr_after", "fidelity"]
+
+
+def report(table: pd.DataFrame, out: Path) -> None:
+    for figure in FIGURES:
+        table[f"inside_{figure}"] = inside(table, figure)
+    table.to_csv(out, index=False)
+    shown = ["model_id", "seed", "status", "drifted", "few_acc_after", "test_acc_after", "few_fidelity",
+             "test_fidelity"]  # fmt: skip
+    print(table[shown].to_string(index=False))
+    for figure in FIGURES:
+        checked = table[f"inside_{figure}"].dropna()
+        print(f"{figure}: held-out figure inside the few-example interval in {int(checked.sum())} of"
+              f" {len(checked)} rows")  # fmt: skip
+    print(f"table: {out}")
 
 
 def main() -> None:
@@ -86,26 +104,7 @@ def main() -> None:
             for seed in options.seeds:
                 rows.append(measure(model_dir, Path(scratch), seed))
                 print(f"{model_dir.name} seed {seed}: done", flush=True)
-    table = pd.DataFrame(rows)
-    figures_checked = ["acc_before", "acc_after", "asr_before", "asr_after"]
-    for figure in figures_checked:
-        table[f"inside_{figure}"] = inside(table, figure)
-    table.to_csv(options.out, index=False)
-    shown = [
-        "model_id",
-        "seed",
-        "status",
-        "drifted",
-        "few_acc_after",
-        "test_acc_after",
-        "few_fidelity",
-        "test_fidelity",
-    ]
-    print(table[shown].to_string(index=False))
-    for figure in figures_checked:
-        print(f"{figure}: held-out figure inside the few-example interval in"
-              f" {int(table[f'inside_{figure}'].sum())} of {len(table)} rows")  # fmt: skip
-    print(f"table: {options.out}")
+    report(pd.DataFrame(rows), options.out)
 
 
 if __name__ == "__main__":
