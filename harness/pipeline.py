@@ -174,20 +174,21 @@ def process_model(
 
         eval_start = time.perf_counter()
         before = evaluate(task.model, task)
-        eval_seconds = time.perf_counter() - eval_start
+        eval_before_seconds = time.perf_counter() - eval_start
 
         result = seam(task, seam_config)
 
         eval_start = time.perf_counter()
         after = evaluate(result.model, task)
         drift = drift_check(task, task.model, result.model)
-        eval_seconds += time.perf_counter() - eval_start
+        eval_after_seconds = time.perf_counter() - eval_start
         status = "drifted" if result.status == "ok" and drift["drifted"] else result.status
 
-        saved = None
+        saved, save_start = None, time.perf_counter()
         if save_path is not None and status == "ok":
             save_model(result.model, save_path)
             saved = str(save_path)
+        save_seconds = time.perf_counter() - save_start
     except OutputError:  # the output, not the model, is at fault: stop the batch (a rerun redoes it)
         raise
     except Exception as error:  # one bad model must never stop a batch
@@ -214,7 +215,10 @@ def process_model(
         "recover_epochs": result.recover_epochs,
         "forget_seconds": result.forget_seconds,
         "recover_seconds": result.recover_seconds,
-        "eval_seconds": eval_seconds,
+        "eval_seconds": eval_before_seconds + eval_after_seconds,
+        "eval_before_seconds": eval_before_seconds,
+        "eval_after_seconds": eval_after_seconds,
+        "save_seconds": save_seconds,
         "load_seconds": load_seconds,
         "total_seconds": time.perf_counter() - started,
         "eval_data": task.eval_data,

@@ -1,0 +1,159 @@
+"""Where a model's time goes, and how close SEAM's training is to what this machine allows.
+
+    python benchmarks/bench.py ROUND_DIR [--out bench.csv] [--skip_jobs]
+
+On a round made by `make-round` (or any round), in one invocation, printed and written to bench.csv:
+- the per-model time split of `seam-harness run --n_jobs 1` (load, evaluate before, SEAM's forget and
+  recover phases, evaluate after, save; means over the round's models);
+- scheduler overhead: the run's wall time over the sum of the per-model times;
+- scaling: the wall time of the same run at `--n_jobs 2` (one thread each) over `--n_jobs 1` (two
+  threads); skipped with --skip_jobs;
+- SEAM's time over the time the generator took to train the same model from scratch
+  (model_stats.json `training_wall_time_sec`, where the round has it);
+- for the first model: SEAM's training throughput (examples per second, accuracy checks and
+  augmentation included) over a bare loop of the same model, batch size and threads that does nothing
+  but forward, backward and step on the defender data, and the share of SEAM's time outside steps;
+- cold start of `seam-harness --help` and `seam-harness model --help`, and whether loading an image
+  model imports transformers; for a sentiment round, embedding passes per example text.
+Wall-clock seconds on a shared machine are noisy: compare ratios from one invocation only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+ENTRY_POINT = Path(sys.executable).parent / "seam-harness"  # the installed command, as users start it
+CLI = [str(ENTRY_POINT)] if ENTRY_POINT.is_file() else [sys.executable, "-m", "harness.cli"]
+PHASES = ["load_seconds", "eval_before_seconds", "forget_seconds", "recover_seconds",
+          "eval_after_seconds", "save_seconds", "total_seconds"]  # fmt: skip
+
+
+def timed(command: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def run_round(round_dir: Path, output_dir: Path, n_jobs: int) -> tuple[float, pd.DataFrame]:
+    wall = timed([*CLI, "run", "--round_dir", str(round_dir), "--output_dir", str(output_dir),
+                  "--n_jobs", str(n_jobs)])  # fmt: skip
+    return wall, pd.read_csv(output_dir / "results.csv")
+
+
+def generator_seconds(results: pd.DataFrame) -> pd.Series:
+    def read(model_dir: str) -> float:
+        stats = Path(model_dir) / "model_stats.json"
+        if not stats.is_file():
+            return math.nan
+        return float(json.loads(stats.read_text()).get("training_wall_time_sec") or math.nan)
+
+    return results["model_dir"].map(read)
+
+
+def bare_loop_seconds(model_dir: Path, record: pd.Series) -> float:
+    """The same number of optimizer steps as SEAM took, with nothing else: forward, backward, step."""
+    import adapters
+    from harness.config import SeamConfig
+
+    config = SeamConfig(**json.loads(record["seam_config"]))
+    task = adapters.load_task(model_dir)
+    model = task.model
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    data = task.defender
+    batches = max(1, math.ceil(len(data) / config.batch_size))
+    steps = int(record["forget_epochs"] + record["recover_epochs"]) * batches
+    index = torch.arange(len(data)).tensor_split(batches)
+    start = time.perf_counter()
+    for step in range(steps):
+        batch = index[step % batches]
+        logits = task.forward(model, data.inputs[batch])
+        loss = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), data.labels[batch].reshape(-1), ignore_index=-100
+        )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return time.perf_counter() - start
+
+
+def imports_transformers(model_dir: Path) -> bool:
+    load = f"adapters.load_task({str(model_dir)!r})"
+    code = f"import sys, adapters; {load}; print('transformers' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    return result.stdout.strip().endswith("True")
+
+
+def embedding_passes_per_text(model_dir: Path) -> float:
+    """Texts through the frozen embedding while loading a sentiment task, over the texts it reads."""
+    import adapters
+    from adapters import sentiment
+
+    counted: list[int] = []
+    real_load = sentiment.load_model
+
+    def counting_load(path, trust_pickles=False):
+        model = real_load(path, trust_pickles)
+        if Path(path).parent.name == "embeddings":
+            model.register_forward_hook(lambda module, args, output: counted.append(len(args[0])))
+        return model
+
+    sentiment.load_model = counting_load
+    try:
+        task = adapters.load_task(model_dir)
+    finally:
+        sentiment.load_model = real_load
+    texts = len(task.defender) + len(task.eval_clean) + len(task.eval_triggered or [])
+    texts += len(task.drift_check or [])
+    return sum(counted) / texts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("round_dir", type=Path)
+    parser.add_argument("--out", type=Path, default=Path("bench.csv"))
+    parser.add_argument("--skip_jobs", action="store_true", help="Skip the --n_jobs 2 run.")
+    options = parser.parse_args()
+    figures: dict[str, float | str] = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        wall, results = run_round(options.round_dir, Path(scratch) / "jobs1", 1)
+        for phase in PHASES:
+            figures[f"mean_{phase}"] = results[phase].mean()
+        figures["run_wall_seconds_jobs1"] = wall
+        figures["scheduler_overhead"] = wall / results["total_seconds"].sum()
+        if not options.skip_jobs:
+            wall2, _ = run_round(options.round_dir, Path(scratch) / "jobs2", 2)
+            figures["run_wall_seconds_jobs2"] = wall2
+            figures["speedup_jobs2_over_jobs1"] = wall / wall2
+    seam_seconds = results["forget_seconds"] + results["recover_seconds"]
+    figures["seam_over_generator_training"] = (seam_seconds / generator_seconds(results)).mean()
+    first = results.iloc[0]
+    model_dir = Path(first["model_dir"])
+    bare = bare_loop_seconds(model_dir, first)
+    seam_first = first["forget_seconds"] + first["recover_seconds"]
+    figures["seam_throughput_over_bare_loop"] = bare / seam_first
+    figures["seam_share_outside_steps"] = 1 - bare / seam_first
+    figures["cold_start_help_seconds"] = min(timed([*CLI, "--help"]) for _ in range(3))
+    figures["cold_start_model_help_seconds"] = min(timed([*CLI, "model", "--help"]) for _ in range(3))
+    if int(first["round"]) in (3, 4):
+        figures["image_round_imports_transformers"] = str(imports_transformers(model_dir))
+    if int(first["round"]) in (5, 6):
+        figures["embedding_passes_per_text"] = embedding_passes_per_text(model_dir)
+    table = pd.DataFrame({"figure": list(figures), "value": list(figures.values())})
+    table.to_csv(options.out, index=False)
+    print(table.to_string(index=False))
+    print(f"table: {options.out}")
+
+
+if __name__ == "__main__":
+    main()
