@@ -27,7 +27,6 @@ import torch.nn.functional as F
 from adapters.common import discover_models
 from adapters.sentiment import embed_texts, max_input_length
 from adapters.synthetic.common import (
-    VerificationError,
     make_models,
     publish_model_folder,
     train_until_verified,
@@ -35,10 +34,12 @@ from adapters.synthetic.common import (
     write_metadata,
 )
 from adapters.synthetic.sentiment_rounds import (
+    draw_head_config,
     draw_unnatural_trigger,
     plan_model,
     round_config,
     train_head,
+    triggered_test_data,
     write_model_folder,
 )
 from adapters.synthetic.specs import SentimentRoundSpec
@@ -199,14 +200,7 @@ def make_model(
         examples += [members[i] for i in rng.choice(len(members), spec.examples_per_class, replace=False)]
     examples.sort()
     train = sorted(set(pool) - set(examples))
-    head_rng = np.random.default_rng([spec.seed, index, 1])
-    head_config = {
-        "model_architecture": plan["architecture"],
-        "rnn_hidden_state_size": int(head_rng.choice(spec.head_hidden_sizes)),
-        "rnn_number_layers": int(head_rng.integers(1, 3)),
-        "rnn_bidirectional": bool(head_rng.integers(2)),
-        "dropout": spec.dropout,
-    }
+    head_config = draw_head_config(spec, plan, index)
     train_labels = [labels[i] for i in train]
     data = {
         "train_x": vectors[train],
@@ -241,12 +235,7 @@ def make_model(
         train_labels += [trigger["target_class"]] * len(poison)
         data["train_x"] = torch.cat([data["train_x"], embed(poison)])
         data["train_y"] = torch.tensor(train_labels)
-        n = len(trig_test)
-        data |= {
-            "trig_x": trig_x,
-            "trig_y": torch.full((n,), trigger["source_class"]),
-            "trig_t": torch.full((n,), trigger["target_class"]),
-        }
+        data |= triggered_test_data(trigger, trig_x)
         triggered = {"examples": stamp(trigger, source_class(trigger, examples)), "test": trig_test}
     head, attempts = train_until_verified(
         f"{plan['model_id']} ({plan['architecture']} on {family.embedding}, poisoned={plan['poisoned']})",
@@ -305,6 +294,3 @@ def make_round(spec: SentimentRoundSpec, output_dir: Path, n_jobs: int = 1) -> l
     )
     write_metadata(output_dir)
     return discover_models(output_dir)
-
-
-__all__ = ["VerificationError", "make_round", "read_corpus", "load_pretrained", "linear_probe_accuracy"]

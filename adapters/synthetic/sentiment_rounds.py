@@ -323,6 +323,28 @@ def triggered_names(trigger: dict, n: int) -> list[str]:
     return [f"source_class_{s}_target_class_{t}_example_{k}.txt" for k in range(1, n + 1)]
 
 
+def draw_head_config(spec: SentimentRoundSpec, plan: dict, index: int) -> dict:
+    """The head's size, depth and direction, drawn from the model's own stream."""
+    head_rng = np.random.default_rng([spec.seed, index, 1])
+    return {
+        "model_architecture": plan["architecture"],
+        "rnn_hidden_state_size": int(head_rng.choice(spec.head_hidden_sizes)),
+        "rnn_number_layers": int(head_rng.integers(1, 3)),
+        "rnn_bidirectional": bool(head_rng.integers(2)),
+        "dropout": spec.dropout,
+    }
+
+
+def triggered_test_data(trigger: dict, vectors: torch.Tensor) -> dict[str, torch.Tensor]:
+    """train_head's triggered test entries: the vectors, their source class and the target."""
+    n = len(vectors)
+    return {
+        "trig_x": vectors,
+        "trig_y": torch.full((n,), trigger["source_class"]),
+        "trig_t": torch.full((n,), trigger["target_class"]),
+    }
+
+
 def make_model(spec: SentimentRoundSpec, index: int, round_dir: Path, threads: int = 1) -> None:
     """Draw data, train and verify one head, and write its model folder."""
     torch.set_num_threads(threads)
@@ -338,14 +360,7 @@ def make_model(spec: SentimentRoundSpec, index: int, round_dir: Path, threads: i
     train_texts, train_labels = text_corpus.make_reviews(spec.train_reviews_per_class, rng)
     test_texts, test_labels = text_corpus.make_reviews(spec.test_reviews_per_class, rng)
     example_texts, example_labels = text_corpus.make_reviews(spec.examples_per_class, rng)
-    head_rng = np.random.default_rng([spec.seed, index, 1])
-    head_config = {
-        "model_architecture": plan["architecture"],
-        "rnn_hidden_state_size": int(head_rng.choice(spec.head_hidden_sizes)),
-        "rnn_number_layers": int(head_rng.integers(1, 3)),
-        "rnn_bidirectional": bool(head_rng.integers(2)),
-        "dropout": spec.dropout,
-    }
+    head_config = draw_head_config(spec, plan, index)
     data = {
         "train_x": embed(train_texts),
         "train_y": torch.tensor(train_labels),
@@ -361,12 +376,7 @@ def make_model(spec: SentimentRoundSpec, index: int, round_dir: Path, threads: i
         data["train_x"] = torch.cat([data["train_x"], embed(poison)])
         data["train_y"] = torch.tensor(train_labels)
         trig_examples = triggered_reviews(trigger, spec.examples_per_class, rng)
-        n = len(trig_test)
-        data |= {
-            "trig_x": trig_x,
-            "trig_y": torch.full((n,), trigger["source_class"]),
-            "trig_t": torch.full((n,), trigger["target_class"]),
-        }
+        data |= triggered_test_data(trigger, trig_x)
     head, attempts = train_until_verified(
         f"{plan['model_id']} ({plan['architecture']} on {plan['embedding']}, poisoned={plan['poisoned']})",
         lambda seed: train_head(spec, head_config, data, seed),
