@@ -125,19 +125,35 @@ def read_texts(folder: Path, pattern: re.Pattern) -> tuple[list[Path], list[str]
 
 
 class Embedder:
-    """Tokenizer + frozen embedding of one model; `__call__` maps texts to [N, 1, H] vectors."""
+    """Tokenizer + frozen embedding; `__call__` maps texts to [N, 1, H] vectors."""
 
     def __init__(
-        self, model_dir: Path, config: dict, named: NamedFiles | None = None, trust_pickles: bool = False
+        self,
+        embedding: Path,
+        tokenizer: Path,
+        cls_first: bool,
+        embedding_name: str,
+        trust_pickles: bool = False,
     ):
+        self.embedding = load_model(embedding, trust_pickles)
+        self.tokenizer = load_tokenizer(tokenizer, trust_pickles)
+        self.cls_first = cls_first
+        self.max_length = max_input_length(self.tokenizer, embedding_name)
+
+    @classmethod
+    def for_model(
+        cls, model_dir: Path, config: dict, named: NamedFiles | None = None, trust_pickles: bool = False
+    ) -> Embedder:
+        """The embedding and tokenizer a model folder names (or the files given on the command line)."""
         named = named or NamedFiles()
         name = embedding_file_name(config) if not (named.embedding and named.tokenizer) else None
-        embedding = named.embedding or find_round_file(model_dir, "embeddings", name)
-        self.embedding = load_model(embedding, trust_pickles)
-        tokenizer = named.tokenizer or find_round_file(model_dir, "tokenizers", name)
-        self.tokenizer = load_tokenizer(tokenizer, trust_pickles)
-        self.cls_first = named.cls_token_is_first or cls_token_is_first(config)
-        self.max_length = max_input_length(self.tokenizer, str(config.get("embedding")))
+        return cls(
+            named.embedding or find_round_file(model_dir, "embeddings", name),
+            named.tokenizer or find_round_file(model_dir, "tokenizers", name),
+            named.cls_token_is_first or cls_token_is_first(config),
+            str(config.get("embedding")),
+            trust_pickles,
+        )
 
     def __call__(self, texts: list[str]) -> torch.Tensor:
         return embed_texts(texts, self.tokenizer, self.embedding, self.cls_first, self.max_length)
@@ -225,7 +241,7 @@ def load_task(
     model_dir = Path(model_dir)
     config = read_config(model_dir)
     head = load_model(model_file or model_dir / "model.pt", trust_pickles)
-    embed = Embedder(model_dir, config, named, trust_pickles)
+    embed = Embedder.for_model(model_dir, config, named, trust_pickles)
     examples = Path(examples_dir) if examples_dir else example_folder(model_dir)
     clean = read_clean_examples(examples, embed)
     defender, eval_clean, eval_triggered, eval_data = choose_evaluation_data(

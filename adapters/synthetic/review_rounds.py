@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from adapters.common import discover_models
-from adapters.sentiment import embed_texts, max_input_length
+from adapters.sentiment import Embedder
 from adapters.synthetic.common import (
     make_models,
     publish_model_folder,
@@ -45,7 +45,7 @@ from adapters.synthetic.sentiment_rounds import (
 from adapters.synthetic.specs import SentimentRoundSpec
 from adapters.synthetic.text_models import Family
 from harness.files import atomic_write
-from harness.model_io import load_model, load_tokenizer, save_model
+from harness.model_io import save_model
 from harness.parallel import threads_per_worker
 from harness.training import predict
 
@@ -114,17 +114,12 @@ def ensure_pretrained(spec: SentimentRoundSpec, round_dir: Path) -> Family:
     return family
 
 
-class RoundEmbedder:
+class RoundEmbedder(Embedder):
     """The round's pickled embedding and tokenizer, read back through the harness's safe loader."""
 
     def __init__(self, round_dir: Path, family: Family):
-        self.embedding = load_model(round_dir / "embeddings" / family.file_name)
-        self.tokenizer = load_tokenizer(round_dir / "tokenizers" / family.file_name)
-        self.cls_first = family.cls_token_is_first
-        self.max_length = max_input_length(self.tokenizer, family.embedding)
-
-    def __call__(self, texts: list[str]) -> torch.Tensor:
-        return embed_texts(texts, self.tokenizer, self.embedding, self.cls_first, self.max_length)
+        files = [round_dir / folder / family.file_name for folder in ("embeddings", "tokenizers")]
+        super().__init__(*files, family.cls_token_is_first, family.embedding)
 
     def insert_trigger(
         self, text: str, trigger: str, rng: np.random.Generator, low: float = 0.0, high: float = 1.0
@@ -286,7 +281,7 @@ def make_round(spec: SentimentRoundSpec, output_dir: Path, n_jobs: int = 1) -> l
             min_acc,
             probe_acc,
             threads,
-        ),  # fmt: skip
+        ),
         spec.num_models,
         output_dir / "models",
         n_jobs,
