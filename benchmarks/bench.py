@@ -65,7 +65,7 @@ def bare_loop_seconds(model_dir: Path, record: pd.Series) -> float:
     import adapters
     from harness.config import SeamConfig
 
-    config = SeamConfig(**json.loads(record["seam_config"]))
+    config = SeamConfig(**json.loads(record["method_config"]))
     task = adapters.load_task(model_dir)
     model = task.model
     model.train()

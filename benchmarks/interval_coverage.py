@@ -21,9 +21,9 @@ import pandas as pd
 import adapters
 from adapters.common import discover_models
 from harness.config import round_seam_config
+from harness.methods.seam import seam
 from harness.metrics import fidelity, fidelity_interval, wilson_interval
 from harness.pipeline import drift_check, evaluate
-from harness.seam import seam
 
 TEST_FOLDERS = ("clean_test_data", "poisoned_test_data")
 

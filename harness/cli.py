@@ -26,12 +26,15 @@ class UserError(Exception):
 EXIT_MODEL_ERRORS = 3
 
 
-def outcome_line(final) -> str:
-    """The last line of `run`: how many models were ok, flagged, errors, timeouts (and missing, if any)."""
+def outcome_line(final, n_models: int) -> str:
+    """The last line of `run`: how many models (with several jobs: results) were ok, flagged, errors,
+    timeouts (and missing, if any)."""
     from harness.records import FLAGGED
 
     flagged = sum(final[s] for s in FLAGGED)
-    line = f"models: {sum(final.values())}: {final['ok']} ok, {flagged} flagged ({', '.join(FLAGGED)})"
+    total = sum(final.values())
+    counted = f"models: {total}" if total == n_models else f"results: {total} ({n_models} models)"
+    line = f"{counted}: {final['ok']} ok, {flagged} flagged ({', '.join(FLAGGED)})"
     line += f", {final['error']} errors, {final['timeout']} timeouts"
     return line + (f", {final['missing']} without a record" if final["missing"] else "")
 
@@ -61,10 +64,24 @@ def make_round_command(
     print(f"round {spec.round}: {len(models)} models in {output_dir}")
 
 
+def method_jobs(options: Namespace) -> list:
+    """One job per (budget, method) from --methods, --defender_per_class and each method's settings."""
+    from harness.methods import method, sections
+    from harness.pipeline import Job
+
+    configs = {section: cls(**options[section]) for section, cls in sections().items()}
+    names = list(dict.fromkeys(options.methods))
+    if not names:
+        raise UserError("--methods is empty: name at least one method")
+    chosen = [method(name) for name in names]
+    budgets = options.defender_per_class or [None]
+    return [Job(m.name, configs[m.section], budget) for budget in budgets for m in chosen]
+
+
 def run_command(
     round_dir: Path,
     output_dir: Path,
-    seam: SeamConfig,
+    jobs: list,
     eval: EvalConfig,
     n_jobs: int,
     save_models: bool,
@@ -84,7 +101,7 @@ def run_command(
     outcome = run_batch(
         round_dir,
         output_dir,
-        seam,
+        jobs,
         eval,
         n_jobs,
         save_models,
@@ -101,7 +118,7 @@ def run_command(
         summary = aggregate(output_dir)
         print_summary(summary, output_dir)
         print_few_examples_warning(summary)
-    print(outcome_line(outcome.final))
+    print(outcome_line(outcome.final, outcome.n_models))
     if outcome.final["error"] or outcome.final["timeout"] or outcome.final["missing"]:
         sys.exit(EXIT_MODEL_ERRORS)
 
@@ -112,43 +129,48 @@ def model_command(
     scratch_dirpath: Path,
     examples_dirpath: Path,
     output_dirpath: Path | None,
-    seam: SeamConfig,
+    jobs: list,
     eval: EvalConfig,
     named: NamedFiles | None = None,
     trust_pickles: bool = False,
 ) -> None:
-    """One model, TrojAI container style: config.json beside the model, examples where the flag says."""
+    """One model, TrojAI container style: config.json beside the model, examples where the flag says.
+
+    One job: the record is the result file and the model output_dirpath/model.pt. Several: the result
+    file holds a list of records and each model goes to output_dirpath/<model id>.<method>[...]/model.pt.
+    """
+    import dataclasses
     import json
 
-    from harness.pipeline import process_model
-    from harness.records import write_json
+    from harness.pipeline import process_jobs
+    from harness.records import key_of, record_key, write_json
 
     scratch_dirpath.mkdir(parents=True, exist_ok=True)
     output_dirpath = output_dirpath or scratch_dirpath / "mitigated"
-    record = process_model(
-        model_filepath.parent,
-        seam,
-        eval,
-        output_dirpath / "model.pt",
-        model_filepath,
-        examples_dirpath,
-        named,
-        trust_pickles,
+    model_id = model_filepath.parent.name
+    for i, job in enumerate(jobs):
+        folder = (
+            output_dirpath
+            if len(jobs) == 1
+            else output_dirpath / record_key(model_id, job.method, job.defender_per_class)
+        )
+        jobs[i] = dataclasses.replace(job, save_path=folder / "model.pt")
+    records = list(
+        process_jobs(
+            model_filepath.parent, jobs, eval, model_filepath, examples_dirpath, named, trust_pickles
+        )
     )
-    write_json(result_filepath, record)
-    shown = (
-        "model_id",
-        "status",
-        "acc_before",
-        "acc_after",
-        "asr_before",
-        "asr_after",
-        "fidelity",
-        "saved_model",
-    )
-    print(json.dumps({key: record.get(key) for key in shown}))
-    if record["status"] == "error":
-        raise UserError(record["error"])
+    write_json(result_filepath, records[0] if len(records) == 1 else records)
+    shown = ("status", "acc_before", "acc_after", "asr_before", "asr_after", "fidelity", "saved_model")
+    for record in records:
+        print(
+            json.dumps(
+                {"model_id": record["model_id"], "job": key_of(record), **{k: record.get(k) for k in shown}}
+            )
+        )
+    errors = [record["error"] for record in records if record["status"] == "error"]
+    if errors:
+        raise UserError(errors[0])
 
 
 def resolve_shard(shard_index: int | None, num_shards: int | None) -> tuple[int, int]:
@@ -222,6 +244,13 @@ def test_command(
     print(f"logits for the test split: {path}")
 
 
+def compare_command(output_dir: Path) -> None:
+    from harness.compare import compare
+
+    for path in compare(output_dir):
+        print(f"wrote {path}")
+
+
 def aggregate_command(output_dir: Path) -> None:
     from harness.records import aggregate
 
@@ -230,7 +259,8 @@ def aggregate_command(output_dir: Path) -> None:
 
 def print_summary(summary, output_dir: Path) -> None:
     columns = [
-        "round", "method", "n_models", "n_poisoned", "n_clean", "n_errors", "n_not_ok", "mean_fidelity",
+        "round", "method", "defender_per_class", "n_models", "n_poisoned", "n_clean", "n_errors", "n_not_ok",
+        "mean_fidelity",
         "min_fidelity", "mean_asr_before", "mean_asr_after", "mean_acc_drop_clean", "mean_seconds",
     ]  # fmt: skip
     overall = summary[summary["group_by"] == "all"][columns]
@@ -321,7 +351,7 @@ def build_parser() -> ArgumentParser:
         help="Stop a model after this many seconds (a `timeout` row) and go on; each model then runs in a"
         " fresh child process (a few seconds more per model). Default: no limit.",
     )
-    run.add_class_arguments(SeamConfig, "seam")
+    add_method_arguments(run)
     run.add_class_arguments(EvalConfig, "eval")
     commands.add_subcommand("run", run)
 
@@ -372,7 +402,7 @@ def build_parser() -> ArgumentParser:
         action="store_true",
         help="Rounds 5-6, a switch without a value (absent: config.json's cls_token_is_first).",
     )
-    model.add_class_arguments(SeamConfig, "seam")
+    add_method_arguments(model)
     model.add_class_arguments(EvalConfig, "eval")
     commands.add_subcommand("model", model)
 
@@ -420,7 +450,36 @@ def build_parser() -> ArgumentParser:
     aggregate = ArgumentParser(description="Rebuild results.csv and summary.csv from O/records/.")
     aggregate.add_argument("--output_dir", type=Path, required=True)
     commands.add_subcommand("aggregate", aggregate)
+
+    compare = ArgumentParser(
+        description="Compare the methods of a run: compare.csv, compare.md, compare.png (and budget.png)."
+    )
+    compare.add_argument("--output_dir", type=Path, required=True, help="The output folder of `run`.")
+    commands.add_subcommand("compare", compare)
     return parser
+
+
+def add_method_arguments(parser: ArgumentParser) -> None:
+    """--methods, --defender_per_class and every method's settings (--seam.*, --finetune.*, ...)."""
+    from harness.methods import DEFAULT_METHODS, METHODS, sections
+
+    parser.add_argument(
+        "--methods",
+        "--method",
+        type=list[str],
+        default=DEFAULT_METHODS,
+        help=f"Methods to run, e.g. '[seam, finetune]': {', '.join(METHODS)} (seam_oracle reads the"
+        " evaluation data: a reference, not a defense).",
+    )
+    parser.add_argument(
+        "--defender_per_class",
+        type=list[int] | None,
+        default=None,
+        help="Defender budgets, e.g. '[2, 5, 10, 20]': each job uses at most that many clean examples per"
+        " class (nested draws; evaluation data unchanged). Default: all the folder's examples.",
+    )
+    for section, config_class in sections().items():
+        parser.add_class_arguments(config_class, section)
 
 
 def flag_value(argv: list[str], name: str) -> str | None:
@@ -497,7 +556,7 @@ def dispatch(args: Namespace) -> None:
         run_command(
             Path(options.round_dir),
             Path(options.output_dir),
-            SeamConfig(**options.seam),
+            method_jobs(options),
             EvalConfig(**options.eval),
             options.n_jobs,
             options.save_models,
@@ -519,7 +578,7 @@ def dispatch(args: Namespace) -> None:
             Path(options.scratch_dirpath),
             Path(options.examples_dirpath),
             Path(options.output_dirpath) if options.output_dirpath else None,
-            SeamConfig(**options.seam),
+            method_jobs(options),
             EvalConfig(**options.eval),
             NamedFiles(
                 tokenizer=Path(options.tokenizer_filepath) if options.tokenizer_filepath else None,
@@ -558,6 +617,8 @@ def dispatch(args: Namespace) -> None:
         print("\n".join(self_check()))
     elif command == "aggregate":
         aggregate_command(Path(options.output_dir))
+    elif command == "compare":
+        compare_command(Path(options.output_dir))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -14,9 +14,9 @@ import torch
 
 import adapters
 from harness.config import SeamConfig
+from harness.methods.seam import seam
 from harness.model_io import save_model
 from harness.records import write_json
-from harness.seam import seam
 from harness.training import model_logits
 
 

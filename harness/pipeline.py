@@ -1,7 +1,7 @@
-"""One model, start to finish: load the Task, measure, run SEAM, measure again, make the record.
+"""One model, start to finish: load the Task, measure, run each method, measure again, make the records.
 
-The batch scheduler and the per-model entrypoints all call `process_model`, so the same model and
-seed give the same numbers whichever way it is run.
+The batch scheduler and the per-model entrypoints all call `process_jobs` (or `process_model`, its
+one-method form), so the same model and seed give the same numbers whichever way it is run.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ import dataclasses
 import math
 import time
 import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -17,7 +19,7 @@ from torch import nn
 
 import adapters
 from adapters.common import NamedFiles
-from harness import __version__
+from harness import __version__, methods
 from harness.config import EvalConfig, SeamConfig
 from harness.files import OutputError
 from harness.metrics import (
@@ -31,8 +33,7 @@ from harness.metrics import (
     wilson_interval,
 )
 from harness.model_io import ModelLoadError, save_model
-from harness.seam import seam
-from harness.task import Task
+from harness.task import LabelledData, Task
 from harness.training import NonFiniteLoss, predict
 
 
@@ -80,12 +81,12 @@ def all_labels_accuracy(before: dict, after: dict) -> dict:
     }
 
 
-def drift_check(task: Task, original: nn.Module, mitigated: nn.Module) -> dict:
+def drift_check(task: Task, original: nn.Module | None, mitigated: nn.Module | None) -> dict:
     """The blind drift check: accuracy before and after on `task.drift_check` (inputs made from the
     defender's data that no method trains on) and how often the two models agree there. `drifted`:
     the accuracy after fell below the 95 % Wilson interval of the accuracy before."""
     check = task.drift_check
-    if check is None:
+    if check is None or original is None:
         return {"drift_n": 0, "drift_acc_before": math.nan, "drift_acc_after": math.nan,
                 "drift_agreement": math.nan, "drifted": False}  # fmt: skip
     before = predict(original, check.inputs, task.forward)
@@ -127,14 +128,49 @@ def check_outputs(task: Task, model_file: Path) -> None:
         )
 
 
+@dataclass
+class Job:
+    """One method at one defender budget, to run on a model; its mitigated model goes to `save_path`."""
+
+    method: str = "seam"
+    config: object = field(default_factory=SeamConfig)
+    defender_per_class: int | None = None  # None: all the folder's clean examples
+    save_path: Path | None = None
+
+
+def defender_subset(data: LabelledData, per_class: int | None, seed: int) -> LabelledData:
+    """At most `per_class` examples of each class, drawn with a fixed order per class, so that a smaller
+    budget's examples are among a larger one's. None keeps everything."""
+    if per_class is None:
+        return data
+    if data.labels.dim() != 1:
+        raise ValueError("--defender_per_class needs one label per example; this task labels every position")
+    if per_class < 1:
+        raise ValueError(f"--defender_per_class must be at least 1, got {per_class}")
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
+    chosen = torch.cat([order[data.labels[order] == label][:per_class] for label in data.labels.unique()])
+    chosen = chosen.sort().values
+    names = [data.names[i] for i in chosen.tolist()] if data.names else []
+    return LabelledData(data.inputs[chosen], data.labels[chosen], names)
+
+
+def job_fields(job: Job) -> dict:
+    return {"method": job.method, "defender_per_class": job.defender_per_class}
+
+
 def failure_record(
-    model_dir: Path, message: str, seconds: float, trust_pickles: bool = False, status: str = "error"
+    model_dir: Path,
+    message: str,
+    seconds: float,
+    trust_pickles: bool = False,
+    status: str = "error",
+    job: Job | None = None,
 ) -> dict:
     """The record of a model without a result (status error or timeout): what its folder says, and why."""
     return {
         **adapters.folder_info(model_dir),
         "model_id": Path(model_dir).name,
-        "method": "seam",
+        **job_fields(job or Job()),
         "status": status,
         "error": message,
         "model_dir": str(Path(model_dir).resolve()),
@@ -145,15 +181,31 @@ def failure_record(
 
 def process_model(
     model_dir: Path,
-    seam_config: SeamConfig,
+    config: object,
     eval_config: EvalConfig,
     save_path: Path | None = None,
     model_file: Path | None = None,
     examples_dir: Path | None = None,
     named: NamedFiles | None = None,
     trust_pickles: bool = False,
+    method: str = "seam",
+    defender_per_class: int | None = None,
 ) -> dict:
-    """Mitigate one model with SEAM and return its record (an error record if anything fails).
+    """One method (SEAM by default) on one model: its record (an error record if anything fails)."""
+    job = Job(method, config, defender_per_class, save_path)
+    return next(process_jobs(model_dir, [job], eval_config, model_file, examples_dir, named, trust_pickles))
+
+
+def process_jobs(
+    model_dir: Path,
+    jobs: list[Job],
+    eval_config: EvalConfig,
+    model_file: Path | None = None,
+    examples_dir: Path | None = None,
+    named: NamedFiles | None = None,
+    trust_pickles: bool = False,
+) -> Iterator[dict]:
+    """Load and measure one model once, then run every job on it; yields one record per job as it ends.
 
     trust_pickles: load the model's files with the plain unpickler; the record says so.
     """
@@ -171,35 +223,65 @@ def process_model(
         )
         load_seconds = time.perf_counter() - started
         check_outputs(task, model_file or model_dir / "model.pt")
-
         eval_start = time.perf_counter()
         before = evaluate(task.model, task)
         eval_before_seconds = time.perf_counter() - eval_start
-
-        result = seam(task, seam_config)
-
-        eval_start = time.perf_counter()
-        after = evaluate(result.model, task)
-        drift = drift_check(task, task.model, result.model)
-        eval_after_seconds = time.perf_counter() - eval_start
-        status = "drifted" if result.status == "ok" and drift["drifted"] else result.status
-
-        saved, save_start = None, time.perf_counter()
-        if save_path is not None and status == "ok":
-            save_model(result.model, save_path)
-            saved = str(save_path)
-        save_seconds = time.perf_counter() - save_start
     except OutputError:  # the output, not the model, is at fault: stop the batch (a rerun redoes it)
         raise
     except Exception as error:  # one bad model must never stop a batch
         message = error_message(model_dir, error)
-        return failure_record(model_dir, message, time.perf_counter() - started, trust_pickles)
+        for job in jobs:
+            yield failure_record(model_dir, message, time.perf_counter() - started, trust_pickles, job=job)
+        return
+    shared = {"load_seconds": load_seconds, "eval_before_seconds": eval_before_seconds}
+    for job in jobs:
+        yield run_job(task, job, before, shared, eval_config, model_dir, trust_pickles)
 
+
+def run_job(
+    task: Task,
+    job: Job,
+    before: dict,
+    shared: dict,
+    eval_config: EvalConfig,
+    model_dir: Path,
+    trust_pickles: bool,
+) -> dict:
+    """One job on a loaded task: the method on the (possibly cut) defender data, measured after."""
+    started = time.perf_counter()
+    try:
+        method = methods.method(job.method)
+        defender = defender_subset(task.defender, job.defender_per_class, eval_config.holdout_seed)
+        result = method.run(dataclasses.replace(task, defender=defender), job.config)
+        method_seconds = time.perf_counter() - started
+
+        eval_start = time.perf_counter()
+        applies = result.status != methods.NOT_APPLICABLE
+        after = evaluate(result.model, task) if applies else dict.fromkeys(before, math.nan)
+        drift = drift_check(task, task.model, result.model) if applies else drift_check(task, None, None)
+        eval_after_seconds = time.perf_counter() - eval_start
+        status = "drifted" if result.status == "ok" and drift["drifted"] else result.status
+
+        saved, save_start = None, time.perf_counter()
+        if job.save_path is not None and status == "ok":
+            save_model(result.model, job.save_path)
+            saved = str(job.save_path)
+        save_seconds = time.perf_counter() - save_start
+    except OutputError:
+        raise
+    except Exception as error:
+        message = error_message(model_dir, error)
+        seconds = sum(shared.values()) + time.perf_counter() - started
+        return failure_record(model_dir, message, seconds, trust_pickles, job=job)
+
+    eval_seconds = shared["eval_before_seconds"] + eval_after_seconds
+    total = shared["load_seconds"] + eval_seconds + method_seconds + save_seconds
     return {
         "model_id": model_dir.name,
         **task.info,
         "num_classes": task.num_classes,
-        "method": "seam",
+        **job_fields(job),
+        "oracle": method.reads_evaluation,
         "acc_before": before["acc"],
         "asr_before": before["asr"],
         "acc_after": after["acc"],
@@ -211,32 +293,23 @@ def process_model(
         "ra_after": after["ra"],
         **all_labels_accuracy(before, after),
         **drift,
-        "forget_epochs": result.forget_epochs,
-        "recover_epochs": result.recover_epochs,
-        "forget_seconds": result.forget_seconds,
-        "recover_seconds": result.recover_seconds,
-        "eval_seconds": eval_before_seconds + eval_after_seconds,
-        "eval_before_seconds": eval_before_seconds,
+        **{f"{phase}_seconds": seconds for phase, seconds in result.seconds.items()},
+        "method_seconds": method_seconds,
+        "eval_seconds": eval_seconds,
+        **shared,
         "eval_after_seconds": eval_after_seconds,
         "save_seconds": save_seconds,
-        "load_seconds": load_seconds,
-        "total_seconds": time.perf_counter() - started,
+        "total_seconds": total,
         "eval_data": task.eval_data,
         "status": status,
         "error": "",
-        "forget_reached": result.forget_reached,
-        "recovery_reached": result.recovery_reached,
-        "alpha": result.alpha,
-        "recover_goal": result.recover_goal,
-        "defender_acc_orig": result.defender_acc_orig,
-        "defender_acc_forgotten": result.defender_acc_forgotten,
-        "defender_acc_final": result.defender_acc_final,
-        "defender_examples": len(task.defender),
+        **result.figures,
+        "defender_examples": len(defender),
         "eval_clean_examples": len(task.eval_clean),
         "eval_triggered_examples": len(task.eval_triggered) if task.eval_triggered is not None else 0,
         "model_dir": str(model_dir.resolve()),
         "saved_model": saved or "",
-        "seam_config": dataclasses.asdict(seam_config),
+        "method_config": dataclasses.asdict(job.config),
         "trust_pickles": trust_pickles,
         "harness_version": __version__,
     }

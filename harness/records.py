@@ -15,21 +15,32 @@ from harness.metrics import FEW_EXAMPLES
 # The results.csv contract (see README); extra record fields follow these columns.
 RESULT_COLUMNS = [
     "model_id", "round", "model_architecture", "poisoned", "trigger_type", "num_classes", "method",
-    "acc_before", "asr_before", "acc_after", "asr_after", "fidelity",
+    "defender_per_class", "oracle", "acc_before", "asr_before", "acc_after", "asr_after", "fidelity",
     "forget_epochs", "recover_epochs", "forget_seconds", "recover_seconds", "eval_seconds", "total_seconds",
     "eval_data", "status", "error",
 ]  # fmt: skip
 REQUIRED_FIELDS = ("model_id", "method", "status")
 FAILED = ("error", "timeout")  # statuses of models without a result; --retry_errors recomputes them
 FLAGGED = ("recovery_failed", "forget_incomplete", "drifted")  # a result, but not trusted: not saved
+NO_RESULT = (*FAILED, "not_applicable")  # rows the summaries leave out
 
 
 def records_dir(output_dir: Path) -> Path:
     return Path(output_dir) / "records"
 
 
-def record_path(output_dir: Path, model_id: str) -> Path:
-    return records_dir(output_dir) / f"{model_id}.json"
+def record_key(model_id: str, method: str, defender_per_class: int | None = None) -> str:
+    """The name of one (model, method, budget) result: records/<key>.json, models/<key>/model.pt."""
+    budget = f".{defender_per_class}-per-class" if defender_per_class is not None else ""
+    return f"{model_id}.{method}{budget}"
+
+
+def key_of(record: dict) -> str:
+    return record_key(record["model_id"], record["method"], record.get("defender_per_class"))
+
+
+def record_path(output_dir: Path, key: str) -> Path:
+    return records_dir(output_dir) / f"{key}.json"
 
 
 def _json_safe(value: object) -> object:
@@ -43,7 +54,7 @@ def _json_safe(value: object) -> object:
 
 
 def write_record(output_dir: Path, record: dict) -> Path:
-    return write_json(record_path(output_dir, record["model_id"]), record)
+    return write_json(record_path(output_dir, key_of(record)), record)
 
 
 def write_json(path: Path, record: dict) -> Path:
@@ -59,14 +70,17 @@ def write_json(path: Path, record: dict) -> Path:
 
 
 def read_record(path: Path) -> dict | None:
-    """The record at `path`, or None if it is missing, truncated or not a record for that model."""
+    """The record at `path`, or None if it is missing, truncated or not the record its name says.
+
+    Records named after the model alone (one per model, written before there were several methods) are
+    read as they are."""
     try:
         record = json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return None
     if not isinstance(record, dict) or any(field not in record for field in REQUIRED_FIELDS):
         return None
-    if record["model_id"] != Path(path).stem:
+    if Path(path).stem not in (key_of(record), record["model_id"]):
         return None
     return record
 
@@ -76,7 +90,8 @@ def load_records(output_dir: Path) -> list[dict]:
     if not folder.is_dir():
         return []
     found = (read_record(p) for p in sorted(folder.glob("*.json")))
-    return [r for r in found if r is not None]
+    # one record per (model, method, budget): a record under its full name wins over one named by model
+    return list({key_of(r): r for r in found if r is not None}.values())
 
 
 def results_table(records: list[dict]) -> pd.DataFrame:
@@ -90,7 +105,7 @@ def results_table(records: list[dict]) -> pd.DataFrame:
     extras = [c for c in table.columns if c not in RESULT_COLUMNS]
     return (
         table[RESULT_COLUMNS + extras]
-        .sort_values(["method", "model_id"], kind="stable")
+        .sort_values(["method", "defender_per_class", "model_id"], kind="stable")
         .reset_index(drop=True)
     )
 
@@ -105,7 +120,7 @@ def few_examples(done: pd.DataFrame) -> dict:
 
 
 def _summarise(group: pd.DataFrame) -> dict:
-    done = group[~group["status"].isin(FAILED)]
+    done = group[~group["status"].isin(NO_RESULT)]
     poisoned = done[done["poisoned"] == True]  # noqa: E712  (column holds True/False/None)
     clean = done[done["poisoned"] == False]  # noqa: E712
     fidelity = poisoned["fidelity"].astype(float)
@@ -115,6 +130,7 @@ def _summarise(group: pd.DataFrame) -> dict:
         "n_clean": len(clean),
         "n_errors": int((group["status"] == "error").sum()),
         "n_timeouts": int((group["status"] == "timeout").sum()),
+        "n_not_applicable": int((group["status"] == "not_applicable").sum()),
         "n_not_ok": int((done["status"] != "ok").sum()),
         "n_drifted": int((done["status"] == "drifted").sum()),
         "mean_fidelity": fidelity.mean(),
@@ -127,31 +143,32 @@ def _summarise(group: pd.DataFrame) -> dict:
         "mean_acc_drop_clean": (clean["acc_before"].astype(float) - clean["acc_after"].astype(float)).mean(),
         **few_examples(done),
         "mean_seconds": done["total_seconds"].astype(float).mean(),
+        "mean_method_seconds": done["method_seconds"].astype(float).mean()
+        if "method_seconds" in done
+        else math.nan,
         "median_seconds": done["total_seconds"].astype(float).median(),
         "total_seconds": group["total_seconds"].astype(float).sum(),
     }
 
 
+def budget_label(value: object) -> str:
+    """`defender_per_class` as the tables show it: the number, or "all" (the folder's examples)."""
+    return "all" if value is None or (isinstance(value, float) and math.isnan(value)) else str(int(value))
+
+
 def summary_table(results: pd.DataFrame) -> pd.DataFrame:
-    """Per (round, method): all models, then broken down by architecture and by trigger type."""
+    """Per (round, method, defender budget): all models, then by architecture and by trigger type."""
     rows = []
     results = results.copy()
     results["round"] = results["round"].fillna("unknown")
-    for (round_, method), group in results.groupby(["round", "method"], dropna=False, sort=True):
-        rows.append(
-            {"round": round_, "method": method, "group_by": "all", "group": "all", **_summarise(group)}
-        )
+    results["defender_per_class"] = results["defender_per_class"].map(budget_label)
+    keys = ["round", "method", "defender_per_class"]
+    for (round_, method, budget), group in results.groupby(keys, dropna=False, sort=True):
+        head = {"round": round_, "method": method, "defender_per_class": budget}
+        rows.append({**head, "group_by": "all", "group": "all", **_summarise(group)})
         for column in ("model_architecture", "trigger_type"):
             for value, part in group.groupby(group[column].fillna("unknown"), sort=True):
-                rows.append(
-                    {
-                        "round": round_,
-                        "method": method,
-                        "group_by": column,
-                        "group": value,
-                        **_summarise(part),
-                    }
-                )
+                rows.append({**head, "group_by": column, "group": value, **_summarise(part)})
     return pd.DataFrame(rows)
 
 

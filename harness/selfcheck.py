@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from harness.config import SeamConfig
+from harness.methods.seam import seam
 from harness.model_io import load_model, save_model
-from harness.seam import seam
 from harness.task import LabelledData, Task
 from harness.training import train_epoch
 

@@ -30,6 +30,8 @@ class SlurmOptions:
         container_runtime: apptainer or singularity (default: whichever is installed, apptainer first).
         run_config: YAML passed to each task's `run --config` (default: the round's own).
         job_name: Slurm job name; the aggregation job adds -aggregate.
+        methods: Methods each task runs, as `run --methods` (default: the run config's, else seam).
+        defender_per_class: Defender budgets, as `run --defender_per_class` (default: all examples).
     """
 
     num_shards: int
@@ -43,6 +45,8 @@ class SlurmOptions:
     container_runtime: str | None = None
     run_config: Path | None = None
     job_name: str = "seam"
+    methods: list[str] | None = None
+    defender_per_class: list[int] | None = None
 
 
 def harness_executable() -> str:
@@ -97,6 +101,10 @@ def array_script(options: SlurmOptions, round_dir: Path, output_dir: Path) -> st
     ]
     if options.run_config is not None:
         command += ["--config", str(options.run_config)]
+    if options.methods:
+        command += ["--methods", "[" + ", ".join(options.methods) + "]"]
+    if options.defender_per_class:
+        command += ["--defender_per_class", "[" + ", ".join(map(str, options.defender_per_class)) + "]"]
     lines += [
         "",
         f"# Task i of {options.num_shards} takes the sorted model ids number i, i+{options.num_shards}, "
@@ -120,7 +128,11 @@ def aggregate_script(options: SlurmOptions, output_dir: Path) -> str:
         "# Runs after every array task has ended (afterany: failed tasks too), so the tables show them."
     ]
     command = [*launcher(options, output_dir, output_dir), "aggregate", "--output_dir", str(output_dir)]
-    lines += ["set -euo pipefail", " ".join(shlex.quote(part) for part in command), ""]
+    lines += ["set -euo pipefail", " ".join(shlex.quote(part) for part in command)]
+    if len(options.methods or []) > 1 or options.defender_per_class:  # several to set side by side
+        command[-3] = "compare"
+        lines.append(" ".join(shlex.quote(part) for part in command))
+    lines.append("")
     return "\n".join(lines)
 
 

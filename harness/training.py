@@ -63,6 +63,30 @@ def data_accuracy(
     return accuracy(predict(model, data.inputs, forward), data.labels, background)
 
 
+def set_train_mode(model: nn.Module, train_only: list[nn.Module] | None = None) -> None:
+    """Train mode for the whole model, or only for `train_only` (the rest in eval mode)."""
+    model.train(train_only is None)
+    for module in train_only or []:
+        module.train()
+
+
+def shuffled_batches(n: int, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+    """Indices of n examples in shuffled batches of near-equal size.
+
+    Near-equal instead of a short last batch: 100 examples at 32 would leave a batch of 4, whose
+    BatchNorm statistics are noise and knock the model about on tiny defender sets.
+    """
+    order = torch.randperm(n, generator=generator)
+    return torch.tensor_split(order, max(1, math.ceil(n / batch_size)))
+
+
+def check_finite(loss: torch.Tensor) -> float:
+    value = loss.item()
+    if not math.isfinite(value):
+        raise NonFiniteLoss(f"the training loss became {value} (the model's outputs overflow)")
+    return value
+
+
 class NonFiniteLoss(RuntimeError):
     """The training loss became inf or NaN: the model's outputs overflow; nothing learned after is real."""
 
@@ -78,19 +102,18 @@ def train_epoch(
     relabel: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
     forward: Forward = plain_forward,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    train_only: list[nn.Module] | None = None,
 ) -> float:
     """One pass over shuffled data in train mode; returns the mean loss.
 
     `relabel` replaces the labels of each batch (SEAM's forgetting draws fresh wrong labels per batch).
+    `train_only`: these modules in train mode, the rest in eval mode (BatchNorm statistics and dropout of
+    frozen layers stay as they are).
     """
-    model.train()
+    set_train_mode(model, train_only)
     device = model_device(model)
-    order = torch.randperm(len(labels), generator=generator)
-    # Near-equal batches instead of a short last one: 100 examples at 32 would leave a batch of 4,
-    # whose BatchNorm statistics are noise and knock the model about on tiny defender sets.
-    n_batches = max(1, math.ceil(len(order) / batch_size))
     total_loss = 0.0
-    for index in torch.tensor_split(order, n_batches):
+    for index in shuffled_batches(len(labels), batch_size, generator):
         x, y = inputs[index], labels[index]
         if augment is not None:
             x, y = augment(x, y, generator)
@@ -104,8 +127,5 @@ def train_epoch(
         optimizer.step()
         if scheduler is not None:  # stepped per batch (e.g. OneCycleLR)
             scheduler.step()
-        value = loss.item()
-        if not math.isfinite(value):
-            raise NonFiniteLoss(f"the training loss became {value} (the model's outputs overflow)")
-        total_loss += value * len(index)
-    return total_loss / max(1, len(order))
+        total_loss += check_finite(loss) * len(index)
+    return total_loss / max(1, len(labels))

@@ -104,7 +104,7 @@ def test_rerun_skips_finished_models_and_recomputes_broken_records(finished_run,
     after = record_times(output_dir)
     assert after[records[2].name] == before[records[2].name]
     assert after[records[0].name] != before[records[0].name]
-    assert json.loads(records[0].read_text())["model_id"] == records[0].stem
+    assert json.loads(records[0].read_text())["model_id"] + ".seam" == records[0].stem
     assert len(pd.read_csv(output_dir / "results.csv")) == 3
 
 
@@ -175,12 +175,12 @@ def test_sigkill_then_rerun_loses_and_repeats_nothing(tiny_round3, tmp_path):
     process.wait()
     finished = record_times(output_dir)
     assert 1 <= len(finished) < 3, "the kill should land after the first model and before the last"
-    unfinished = next(p.name for p in discover_models(tiny_round3) if f"{p.name}.json" not in finished)
+    unfinished = next(p.name for p in discover_models(tiny_round3) if f"{p.name}.seam.json" not in finished)
     # what writers killed mid-write leave behind (the kill above may or may not have made them): a
     # record, a saved model and the tables
-    (output_dir / "records" / f".tmp-{unfinished}.json-killed").write_text('{"model_id": "id-')
-    (output_dir / "models" / unfinished).mkdir(parents=True, exist_ok=True)
-    (output_dir / "models" / unfinished / ".tmp-model.pt-killed").write_bytes(b"PK\x03\x04")
+    (output_dir / "records" / f".tmp-{unfinished}.seam.json-killed").write_text('{"model_id": "id-')
+    (output_dir / "models" / f"{unfinished}.seam").mkdir(parents=True, exist_ok=True)
+    (output_dir / "models" / f"{unfinished}.seam" / ".tmp-model.pt-killed").write_bytes(b"PK\x03\x04")
     (output_dir / ".tmp-results.csv-killed").write_text("model_id,round\nid-0000")
     seam_harness("run", "--round_dir", tiny_round3, "--output_dir", output_dir, *slow)  # the same settings
     after = record_times(output_dir)
@@ -199,8 +199,8 @@ def test_aggregate_rebuilds_the_tables(finished_run, tmp_path):
     (output_dir / "summary.csv").unlink()
     seam_harness("aggregate", "--output_dir", output_dir)
     rebuilt = pd.read_csv(output_dir / "results.csv")
-    assert rebuilt.drop(columns=["seam_config"]).equals(
-        pd.read_csv(finished_run[0] / "results.csv").drop(columns=["seam_config"])
+    assert rebuilt.drop(columns=["method_config"]).equals(
+        pd.read_csv(finished_run[0] / "results.csv").drop(columns=["method_config"])
     )
 
 
@@ -217,10 +217,10 @@ def test_bad_input_gives_one_clear_line(tmp_path):
 def test_shards_split_the_round_and_slurm_array_variables_pick_the_share(tiny_round3, tmp_path):
     output_dir = tmp_path / "out"
     run_round(tiny_round3, output_dir, "--shard_index", "1", "--num_shards", "2")
-    assert sorted(record_times(output_dir)) == ["id-00000001.json"]
+    assert sorted(record_times(output_dir)) == ["id-00000001.seam.json"]
     env = {**os.environ, "SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_TASK_COUNT": "2"}
     seam_harness("run", "--round_dir", tiny_round3, "--output_dir", output_dir, *FAST_SEAM, env=env)
-    assert sorted(record_times(output_dir)) == ["id-00000000.json", "id-00000001.json", "id-00000002.json"]
+    assert sorted(record_times(output_dir)) == [f"id-0000000{i}.seam.json" for i in range(3)]
     assert len(pd.read_csv(output_dir / "results.csv")) == 3
 
 

@@ -73,7 +73,7 @@ def test_runscript_command_line_runs_the_entrypoint(tiny_round3, tmp_path):
     assert completed.returncode == 0, completed.stderr
     record = json.loads((tmp_path / "result.json").read_text())
     assert record["model_id"] == "active" and record["status"] in ("ok", *FLAGGED)
-    assert record["seam_config"]["forget_max_epochs"] == 2  # the flags were passed through
+    assert record["method_config"]["forget_max_epochs"] == 2  # the flags were passed through
 
 
 def test_self_check_of_the_test_section():
@@ -248,7 +248,7 @@ def test_apptainer_builds_and_runs_the_image(apptainer, tiny_round3, tmp_path):
     record = json.loads((tmp_path / "result" / "result.json").read_text())
     assert record["model_id"] == "active" and record["model_dir"] == "/model/active"  # the container's view
     assert record["status"] in ("ok", *FLAGGED)
-    seam_config = record["seam_config"]  # the flags reached SEAM through the runscript
+    seam_config = record["method_config"]  # the flags reached SEAM through the runscript
     assert seam_config["forget_max_epochs"] == 2 and seam_config["recover_max_epochs"] == 2
     assert 0 < record["forget_epochs"] <= 2
 

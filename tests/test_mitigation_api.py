@@ -44,7 +44,7 @@ def test_mitigate_then_test_equal_the_batch_path(tiny_round3, tmp_path, metapara
     batch_dir = tmp_path / "batch"
     batch = seam_harness("run", "--round_dir", tiny_round3, "--output_dir", batch_dir, *FAST_SEAM)
     assert batch.returncode == 0, batch.stderr
-    record = json.loads((batch_dir / "records" / f"{model_dir.name}.json").read_text())
+    record = json.loads((batch_dir / "records" / f"{model_dir.name}.seam.json").read_text())
     assert record["status"] == "ok"
 
     dataset = mitigation_dataset(model_dir, tmp_path / "dataset")
@@ -61,7 +61,7 @@ def test_mitigate_then_test_equal_the_batch_path(tiny_round3, tmp_path, metapara
 
     # same model, data and seed: the same weights as the batch path saved
     ours = load_model(output_dir / "mitigated.pt").state_dict()
-    theirs = load_model(batch_dir / "models" / model_dir.name / "model.pt").state_dict()
+    theirs = load_model(batch_dir / "models" / f"{model_dir.name}.seam" / "model.pt").state_dict()
     assert ours.keys() == theirs.keys()
     assert all(torch.equal(ours[name], theirs[name]) for name in ours)
 
@@ -74,7 +74,7 @@ def test_mitigate_then_test_equal_the_batch_path(tiny_round3, tmp_path, metapara
     test_images = read_dataset_images(dataset / "test", 16, labelled=False)
     assert sorted(logits) == sorted(test_images.names)
     expected = model_logits(
-        load_model(batch_dir / "models" / model_dir.name / "model.pt"), test_images.inputs
+        load_model(batch_dir / "models" / f"{model_dir.name}.seam" / "model.pt"), test_images.inputs
     )
     got = torch.tensor([logits[name] for name in test_images.names])
     assert torch.allclose(got, expected, atol=1e-5)

@@ -63,3 +63,15 @@ def test_model_entrypoint_reports_a_bad_model_clearly(tiny_round3, tmp_path):
     assert completed.returncode != 0
     assert "model.pt" in completed.stderr and "Traceback" not in completed.stderr
     assert json.loads(result_file.read_text())["status"] == "error"
+
+
+def test_model_entrypoint_runs_several_methods_on_one_load(tiny_round3, tmp_path):
+    folder = server_folder(discover_models(tiny_round3)[0], tmp_path / "active")
+    methods = ["--methods", "[finetune, neural_cleanse]", "--finetune.epochs", "1"]
+    quick_cleanse = ["--neural_cleanse.epochs", "1", "--neural_cleanse.unlearn_epochs", "1"]
+    completed, result_file = model_command(folder, tmp_path, *methods, *quick_cleanse)
+    assert completed.returncode == 0, completed.stderr
+    records = json.loads(result_file.read_text())
+    assert [r["method"] for r in records] == ["finetune", "neural_cleanse"]
+    assert records[0]["load_seconds"] == records[1]["load_seconds"]  # loaded and measured once
+    assert load_model(tmp_path / "scratch" / "mitigated" / "active.finetune" / "model.pt") is not None

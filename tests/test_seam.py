@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-import harness.seam as seam_module
+import harness.methods.seam as seam_module
 from harness.config import SeamConfig
-from harness.seam import random_wrong_labels, seam
+from harness.methods.seam import random_wrong_labels, seam
 from harness.task import LabelledData, Task, TriggeredData
 
 K = 4

@@ -62,6 +62,19 @@ def test_scripts_for_a_container_array(tiny_round3, tmp_path, fast_config):
     assert "--array" not in aggregate
 
 
+def test_scripts_pass_methods_and_budgets_and_compare_at_the_end(tiny_round3, tmp_path):
+    output_dir = tmp_path / "out"
+    seam_harness(
+        "slurm", "--round_dir", tiny_round3, "--output_dir", output_dir, "--num_shards", "2",
+        "--methods", "[seam, fine_pruning]", "--defender_per_class", "[2, 5]",
+    )  # fmt: skip
+    task = (output_dir / "slurm" / "seam-array.sbatch").read_text().strip().splitlines()[-1]
+    assert "--methods '[seam, fine_pruning]' --defender_per_class '[2, 5]'" in task
+    aggregate = (output_dir / "slurm" / "seam-aggregate.sbatch").read_text().strip().splitlines()
+    assert aggregate[-2].endswith(f"aggregate --output_dir {output_dir}")
+    assert aggregate[-1].endswith(f"compare --output_dir {output_dir}")
+
+
 def test_submit_without_slurm_is_a_clear_error(tiny_round3, tmp_path):
     bin_only = {"PATH": str(Path(CLI).parent), "HOME": str(tmp_path)}  # no sbatch on this PATH
     completed = seam_harness(

@@ -12,7 +12,8 @@ Options beyond the paper (SeamConfig documents each): which labels forgetting dr
 while forgetting, noise on the weights between the phases (`recover_perturb`), a re-initialised classifier,
 annealed recovery and augmentation.
 
-Blind by construction: this module reads `task.defender` and nothing else of the Task's data.
+Blind by construction: this module reads `task.defender` and nothing else of the Task's data. The one
+exception is `recovery_score`, which only `seam_oracle` passes (harness/methods/seam_oracle.py).
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from harness.config import SeamConfig
+from harness.methods import MethodResult
 from harness.task import IGNORE_INDEX, Task
 from harness.training import data_accuracy, resolve_device, train_epoch
 
@@ -129,8 +132,14 @@ def annealed_lr(base_lr: float, epoch_after_goal: int, epochs_after_goal: int) -
     return base_lr * 0.5 * (1.0 + math.cos(math.pi * epoch / (epochs_after_goal + 1)))
 
 
-def seam(task: Task, config: SeamConfig) -> SeamResult:
-    """Run SEAM on a copy of `task.model`; the task's model is left untouched."""
+def seam(
+    task: Task, config: SeamConfig, recovery_score: Callable[[nn.Module], float] | None = None
+) -> SeamResult:
+    """Run SEAM on a copy of `task.model`; the task's model is left untouched.
+
+    `recovery_score` (the oracle only): score the model after every recovery epoch and return the
+    best-scoring one instead of the last.
+    """
     torch.manual_seed(config.seed)  # dropout and any layer init inside the model
     generator = torch.Generator().manual_seed(config.seed)
     model = copy.deepcopy(task.model).to(resolve_device(config.device))
@@ -207,6 +216,7 @@ def seam(task: Task, config: SeamConfig) -> SeamResult:
     )
     recover_epochs, epochs_after_goal = 0, 0
     acc_final = defender_accuracy()
+    best_score, best_state = -math.inf, None
     while recover_epochs < config.recover_max_epochs and (
         acc_final < goal or epochs_after_goal < config.recover_epochs_after_goal
     ):
@@ -219,6 +229,11 @@ def seam(task: Task, config: SeamConfig) -> SeamResult:
                     )
         one_epoch(optimizer, data.labels)
         recover_epochs += 1
+        acc_final = defender_accuracy()
+        if recovery_score is not None and (score := recovery_score(model)) > best_score:
+            best_score, best_state = score, copy.deepcopy(model.state_dict())
+    if best_state is not None:
+        model.load_state_dict(best_state)
         acc_final = defender_accuracy()
     recovery_reached = acc_final >= goal
     recover_seconds = time.perf_counter() - start
@@ -245,3 +260,24 @@ def seam(task: Task, config: SeamConfig) -> SeamResult:
         forget_seconds=forget_seconds,
         recover_seconds=recover_seconds,
     )
+
+
+def mitigate(task: Task, config: SeamConfig) -> MethodResult:
+    """SEAM as a method among peers (harness/methods/__init__.py)."""
+    return as_method_result(seam(task, config))
+
+
+def as_method_result(result: SeamResult) -> MethodResult:
+    figures = {
+        "forget_epochs": result.forget_epochs,
+        "recover_epochs": result.recover_epochs,
+        "forget_reached": result.forget_reached,
+        "recovery_reached": result.recovery_reached,
+        "alpha": result.alpha,
+        "recover_goal": result.recover_goal,
+        "defender_acc_orig": result.defender_acc_orig,
+        "defender_acc_forgotten": result.defender_acc_forgotten,
+        "defender_acc_final": result.defender_acc_final,
+    }
+    seconds = {"forget": result.forget_seconds, "recover": result.recover_seconds}
+    return MethodResult(result.model, result.status, seconds, figures)

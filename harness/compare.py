@@ -1,0 +1,167 @@
+"""`seam-harness compare`: the methods of one run side by side, per round and defender budget (the SEAM
+paper's Table IV, for the user's own models): compare.csv, compare.md, compare.png and, for a budget
+sweep, budget.png. Rows of a method marked `oracle` are listed apart: it reads the evaluation data."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from harness.files import atomic_write
+from harness.records import NO_RESULT, budget_label, load_records, results_table
+
+CLEANED_FIDELITY = 0.85  # a poisoned model counts as cleaned at or above this Fidelity
+REFERENCE_METHOD = "seam"  # times are given relative to it
+
+
+def _row(group: pd.DataFrame) -> dict:
+    done = group[~group["status"].isin(NO_RESULT)]
+    poisoned = done[done["poisoned"] == True]  # noqa: E712  (column holds True/False/None)
+    clean = done[done["poisoned"] == False]  # noqa: E712
+    fidelity = poisoned["fidelity"].astype(float)
+    seconds = done["method_seconds"].astype(float) if "method_seconds" in done else done["total_seconds"]
+    return {
+        "n_models": len(group),
+        "n_results": len(done),
+        "n_not_ok": int((done["status"] != "ok").sum()),
+        "n_not_applicable": int((group["status"] == "not_applicable").sum()),
+        "n_errors": int(group["status"].isin(("error", "timeout")).sum()),
+        "n_poisoned": len(poisoned),
+        "mean_fidelity": fidelity.mean(),
+        "median_fidelity": fidelity.median(),
+        "min_fidelity": fidelity.min(),
+        "share_cleaned": (fidelity >= CLEANED_FIDELITY).mean() if len(fidelity) else math.nan,
+        "mean_asr_after": poisoned["asr_after"].astype(float).mean(),
+        "n_clean": len(clean),
+        "mean_acc_drop_clean": (clean["acc_before"].astype(float) - clean["acc_after"].astype(float)).mean(),
+        "mean_seconds": seconds.astype(float).mean(),
+    }
+
+
+def comparison_table(results: pd.DataFrame) -> pd.DataFrame:
+    """One row per (round, defender budget, method); `time_vs_seam`: mean seconds over SEAM's there."""
+    results = results.copy()
+    results["round"] = results["round"].fillna("unknown")
+    results["defender_per_class"] = results["defender_per_class"].map(budget_label)
+    results["oracle"] = results["oracle"].fillna(False).astype(bool)
+    keys = ["round", "defender_per_class", "oracle", "method"]
+    rows = [
+        dict(zip(keys, key, strict=True)) | _row(group) for key, group in results.groupby(keys, sort=True)
+    ]
+    table = pd.DataFrame(rows)
+    reference = table[table["method"] == REFERENCE_METHOD].set_index(["round", "defender_per_class"])
+    table["time_vs_seam"] = [
+        row.mean_seconds / reference.loc[(row.round, row.defender_per_class), "mean_seconds"]
+        if (row.round, row.defender_per_class) in reference.index
+        else math.nan
+        for row in table.itertuples()
+    ]
+    return table
+
+
+def markdown_table(table: pd.DataFrame) -> list[str]:
+    """A pipe table, floats to three places."""
+
+    def cell(value: object) -> str:
+        return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
+    return lines + ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
+
+
+def markdown(table: pd.DataFrame) -> str:
+    """compare.md: per round and budget, the defenses, then the oracle reference apart."""
+    shown = [
+        "method", "n_poisoned", "mean_fidelity", "median_fidelity", "min_fidelity", "share_cleaned",
+        "mean_asr_after", "n_clean", "mean_acc_drop_clean", "mean_seconds", "time_vs_seam", "n_not_ok",
+        "n_not_applicable", "n_errors",
+    ]  # fmt: skip
+    lines = [
+        "# Defenses compared",
+        "",
+        "Fidelity = (ACC after - ASR after) / ACC before over poisoned models; `share_cleaned`: Fidelity >="
+        f" {CLEANED_FIDELITY}; ACC drop over clean models; seconds: the method's own time per model.",
+    ]
+    for (round_, budget), part in table.groupby(["round", "defender_per_class"], sort=True):
+        lines += ["", f"## Round {round_}, defender examples per class: {budget}", ""]
+        for oracle, rows in part.groupby("oracle", sort=True):
+            if oracle:
+                lines += ["", "Reference only, not a defense (selects on the evaluation data):", ""]
+            lines += markdown_table(rows[shown])
+    return "\n".join(lines) + "\n"
+
+
+def _plot_time(table: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    default = table[table["defender_per_class"] == "all"]
+    shown = default if len(default) else table
+    rounds = sorted(shown["round"].unique(), key=str)
+    figure, axes = plt.subplots(1, len(rounds), figsize=(5.5 * len(rounds), 4.5), squeeze=False)
+    markers = dict(zip(sorted(table["method"].unique()), "os^vDP*Xh<>", strict=False))
+    for ax, round_ in zip(axes[0], rounds, strict=True):
+        for row in shown[shown["round"] == round_].itertuples():
+            if math.isnan(row.mean_fidelity) or math.isnan(row.mean_seconds):
+                continue
+            label = row.method + (" (oracle)" if row.oracle else "")
+            ax.scatter(row.mean_seconds, row.mean_fidelity, marker=markers[row.method], s=70, label=label)
+        ax.set_xscale("log")
+        ax.set_xlabel("seconds per model (method only, log scale)")
+        ax.set_ylabel("mean Fidelity over poisoned models")
+        ax.set_title(f"round {round_}: Fidelity against time")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120, format="png")
+    plt.close(figure)
+
+
+def _plot_budget(table: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    swept = table[table["defender_per_class"] != "all"].copy()
+    swept["budget"] = swept["defender_per_class"].astype(int)
+    rounds = sorted(swept["round"].unique(), key=str)
+    figure, axes = plt.subplots(1, len(rounds), figsize=(5.5 * len(rounds), 4.5), squeeze=False)
+    for ax, round_ in zip(axes[0], rounds, strict=True):
+        for (method, oracle), rows in swept[swept["round"] == round_].groupby(["method", "oracle"]):
+            rows = rows.sort_values("budget")
+            style = "--" if oracle else "-"
+            label = method + (" (oracle)" if oracle else "")
+            ax.plot(rows["budget"], rows["mean_fidelity"], style, marker="o", label=label)
+        ax.set_xscale("log")
+        ticks = sorted(swept["budget"].unique())
+        ax.set_xticks(ticks, [str(t) for t in ticks])
+        ax.set_xlabel("defender's clean examples per class")
+        ax.set_ylabel("mean Fidelity over poisoned models")
+        ax.set_title(f"round {round_}: Fidelity against the defender's budget")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120, format="png")
+    plt.close(figure)
+
+
+def compare(output_dir: Path) -> list[Path]:
+    """Write the comparison of every method in output_dir's records; returns the files written."""
+    output_dir = Path(output_dir)
+    records = load_records(output_dir)
+    if not records:
+        raise FileNotFoundError(f"{output_dir / 'records'}: no valid records to compare")
+    table = comparison_table(results_table(records))
+    written = [output_dir / "compare.csv", output_dir / "compare.md", output_dir / "compare.png"]
+    atomic_write(written[0], lambda tmp: table.to_csv(tmp, index=False))
+    atomic_write(written[1], lambda tmp: Path(tmp).write_text(markdown(table)))
+    atomic_write(written[2], lambda tmp: _plot_time(table, Path(tmp)))
+    if (table["defender_per_class"] != "all").any():
+        written.append(output_dir / "budget.png")
+        atomic_write(written[3], lambda tmp: _plot_budget(table, Path(tmp)))
+    return written
