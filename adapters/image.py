@@ -230,6 +230,7 @@ def folder_info(model_dir: Path, config: dict) -> dict:
             "model_architecture": str(config.get("model_architecture", "unknown")),
             "poisoned": read_poisoned_flag(model_dir, config),
             "trigger_type": trigger_type(config),
+            "trigger_targets": sorted(set(trigger_targets(config).values())),
         }
 
 

@@ -4,6 +4,7 @@ sweep, budget.png. Rows of a method marked `oracle` are listed apart: it reads t
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -61,18 +62,55 @@ def comparison_table(results: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+def _as_list(value: object) -> list:
+    if isinstance(value, str):
+        return json.loads(value)
+    return list(value) if isinstance(value, list | tuple) else []
+
+
+def neural_cleanse_detection(results: pd.DataFrame) -> pd.DataFrame:
+    """Per round and trigger type, what Neural Cleanse flagged against the folders' true targets (rows
+    without `trigger_targets`, written by older versions, are left out)."""
+    rows = results[(results["method"] == "neural_cleanse") & ~results["status"].isin(NO_RESULT)]
+    if rows.empty or "trigger_targets" not in rows or "nc_mask_norms" not in rows:
+        return pd.DataFrame()
+    rows = rows[rows["trigger_targets"].notna()].copy()
+    rows["round"] = rows["round"].fillna("unknown")
+    found = []
+    for (round_, trigger), part in rows.groupby(["round", "trigger_type"], sort=True):
+        flagged = part["nc_flagged_classes"].map(_as_list)
+        targets = part["trigger_targets"].map(_as_list)
+        norms = part["nc_mask_norms"].map(_as_list)
+        smallest = norms.map(lambda n: int(min(range(len(n)), key=n.__getitem__)) if n else -1)
+        right = [bool(set(f) & set(t)) for f, t in zip(flagged, targets, strict=True)]
+        found.append({
+            "round": round_,
+            "trigger_type": trigger,
+            "models": len(part),
+            "flagged_right_target": sum(right) if trigger != "none" else None,
+            "flagged_other_class_only": sum(bool(f) and not r for f, r in zip(flagged, right, strict=True)),
+            "nothing_flagged": int((flagged.map(len) == 0).sum()),
+            "smallest_mask_is_target": sum(s in t for s, t in zip(smallest, targets, strict=True))
+            if trigger != "none" else None,
+        })  # fmt: skip
+    return pd.DataFrame(found, dtype=object)  # counts stay whole numbers beside the blanks
+
+
 def markdown_table(table: pd.DataFrame) -> list[str]:
     """A pipe table, floats to three places."""
 
     def cell(value: object) -> str:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return "-"
         return f"{value:.3f}" if isinstance(value, float) else str(value)
 
     lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
     return lines + ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
 
 
-def markdown(table: pd.DataFrame) -> str:
-    """compare.md: per round and budget, the defenses, then the oracle reference apart."""
+def markdown(table: pd.DataFrame, detection: pd.DataFrame) -> str:
+    """compare.md: per round and budget, the defenses, then the oracle reference apart; Neural Cleanse's
+    detection against the true targets."""
     shown = [
         "method", "n_poisoned", "mean_fidelity", "median_fidelity", "min_fidelity", "share_cleaned",
         "mean_asr_after", "n_clean", "mean_acc_drop_clean", "mean_seconds", "time_vs_seam", "n_not_ok",
@@ -90,6 +128,9 @@ def markdown(table: pd.DataFrame) -> str:
             if oracle:
                 lines += ["", "Reference only, not a defense (selects on the evaluation data):", ""]
             lines += markdown_table(rows[shown])
+    if not detection.empty:
+        lines += ["", "## Neural Cleanse detection (clean models: trigger type none)", ""]
+        lines += markdown_table(detection)
     return "\n".join(lines) + "\n"
 
 
@@ -156,10 +197,12 @@ def compare(output_dir: Path) -> list[Path]:
     records = load_records(output_dir)
     if not records:
         raise FileNotFoundError(f"{output_dir / 'records'}: no valid records to compare")
-    table = comparison_table(results_table(records))
+    results = results_table(records)
+    table = comparison_table(results)
     written = [output_dir / "compare.csv", output_dir / "compare.md", output_dir / "compare.png"]
     atomic_write(written[0], lambda tmp: table.to_csv(tmp, index=False))
-    atomic_write(written[1], lambda tmp: Path(tmp).write_text(markdown(table)))
+    text = markdown(table, neural_cleanse_detection(results))
+    atomic_write(written[1], lambda tmp: Path(tmp).write_text(text))
     atomic_write(written[2], lambda tmp: _plot_time(table, Path(tmp)))
     if (table["defender_per_class"] != "all").any():
         written.append(output_dir / "budget.png")
