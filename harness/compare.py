@@ -134,61 +134,67 @@ def markdown(table: pd.DataFrame, detection: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _plot_time(table: pd.DataFrame, path: Path) -> None:
+def _plot_per_round(table: pd.DataFrame, path: Path, draw, xlabel: str, title: str) -> None:
+    """One panel per round: `draw(ax, rows of that round)`, then axes, labels, legend; a PNG at path."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    default = table[table["defender_per_class"] == "all"]
-    shown = default if len(default) else table
-    rounds = sorted(shown["round"].unique(), key=str)
+    rounds = sorted(table["round"].unique(), key=str)
     figure, axes = plt.subplots(1, len(rounds), figsize=(5.5 * len(rounds), 4.5), squeeze=False)
-    markers = dict(zip(sorted(table["method"].unique()), "os^vDP*Xh<>", strict=False))
     for ax, round_ in zip(axes[0], rounds, strict=True):
-        for row in shown[shown["round"] == round_].itertuples():
-            if math.isnan(row.mean_fidelity) or math.isnan(row.mean_seconds):
-                continue
-            label = row.method + (" (oracle)" if row.oracle else "")
-            ax.scatter(row.mean_seconds, row.mean_fidelity, marker=markers[row.method], s=70, label=label)
-        ax.set_xscale("log")
-        ax.set_xlabel("seconds per model (method only, log scale)")
+        ax.set_xscale("log")  # before drawing, which may set its own ticks
+        draw(ax, table[table["round"] == round_])
+        ax.set_xlabel(xlabel)
         ax.set_ylabel("mean Fidelity over poisoned models")
-        ax.set_title(f"round {round_}: Fidelity against time")
+        ax.set_title(f"round {round_}: {title}")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=120, format="png")
     plt.close(figure)
+
+
+def label(method: str, oracle: bool) -> str:
+    return method + (" (oracle)" if oracle else "")
+
+
+def _plot_time(table: pd.DataFrame, path: Path) -> None:
+    """compare.png: Fidelity against seconds per model, one marker per method (all examples' rows)."""
+    default = table[table["defender_per_class"] == "all"]
+    markers = dict(zip(sorted(table["method"].unique()), "os^vDP*Xh<>", strict=False))
+
+    def draw(ax, rows: pd.DataFrame) -> None:
+        for row in rows.itertuples():
+            if not (math.isnan(row.mean_fidelity) or math.isnan(row.mean_seconds)):
+                marker = markers[row.method]
+                ax.scatter(
+                    row.mean_seconds,
+                    row.mean_fidelity,
+                    marker=marker,
+                    s=70,
+                    label=label(row.method, row.oracle),
+                )
+
+    shown = default if len(default) else table
+    _plot_per_round(shown, path, draw, "seconds per model (method only, log scale)", "Fidelity against time")
 
 
 def _plot_budget(table: pd.DataFrame, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """budget.png: Fidelity against the defender's examples per class, one line per method."""
     swept = table[table["defender_per_class"] != "all"].copy()
     swept["budget"] = swept["defender_per_class"].astype(int)
-    rounds = sorted(swept["round"].unique(), key=str)
-    figure, axes = plt.subplots(1, len(rounds), figsize=(5.5 * len(rounds), 4.5), squeeze=False)
-    for ax, round_ in zip(axes[0], rounds, strict=True):
-        for (method, oracle), rows in swept[swept["round"] == round_].groupby(["method", "oracle"]):
-            rows = rows.sort_values("budget")
+    ticks = sorted(swept["budget"].unique())
+
+    def draw(ax, rows: pd.DataFrame) -> None:
+        for (method, oracle), part in rows.groupby(["method", "oracle"]):
+            part = part.sort_values("budget")
             style = "--" if oracle else "-"
-            label = method + (" (oracle)" if oracle else "")
-            ax.plot(rows["budget"], rows["mean_fidelity"], style, marker="o", label=label)
-        ax.set_xscale("log")
-        ticks = sorted(swept["budget"].unique())
+            ax.plot(part["budget"], part["mean_fidelity"], style, marker="o", label=label(method, oracle))
         ax.set_xticks(ticks, [str(t) for t in ticks])
-        ax.set_xlabel("defender's clean examples per class")
-        ax.set_ylabel("mean Fidelity over poisoned models")
-        ax.set_title(f"round {round_}: Fidelity against the defender's budget")
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120, format="png")
-    plt.close(figure)
+
+    _plot_per_round(swept, path, draw, "defender's clean examples per class", "Fidelity against the budget")
 
 
 def compare(output_dir: Path) -> list[Path]:

@@ -98,12 +98,12 @@ def round_seam_config(round_number: int, **overrides: object) -> SeamConfig:
 
 
 @dataclass
-class FinetuneConfig:
-    """Fine-tuning (the SEAM paper's FT): the last two layers with weights, everything else frozen."""
+class TrainingSettings:
+    """What every baseline's training has: epochs, SGD's learning rate, momentum and weight decay, batch
+    size, augmentation, seed, device."""
 
     epochs: int = 10
-    lr: float = 0.02
-    lr_step_epochs: int = 2  # the learning rate falls tenfold every this many epochs
+    lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 5e-4
     batch_size: int = 32
@@ -113,23 +113,26 @@ class FinetuneConfig:
 
 
 @dataclass
-class ContinuedTrainingConfig:
-    """Continued training: every layer on the clean data, SGD with a cosine learning rate."""
+class FinetuneConfig(TrainingSettings):
+    """Fine-tuning (the SEAM paper's FT): the last two layers with weights, everything else frozen."""
 
-    epochs: int = 100
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    batch_size: int = 256
-    augment: bool = True
-    seed: int = 0
-    device: str = "cpu"
+    lr: float = 0.02
+    lr_step_epochs: int = 2  # the learning rate falls tenfold every this many epochs
 
 
 @dataclass
-class FinePruningConfig:
+class ContinuedTrainingConfig(TrainingSettings):
+    """Continued training: every layer on the clean data, SGD with a cosine learning rate."""
+
+    epochs: int = 100
+    batch_size: int = 256
+
+
+@dataclass
+class FinePruningConfig(TrainingSettings):
     """Fine-Pruning (Liu et al. 2018): prune the most dormant units of the last convolutional feature map
-    (heads without convolutions: the features entering the last Linear layer), then fine-tune.
+    (heads without convolutions: the features entering the last Linear layer), then fine-tune for
+    `epochs` at `lr`.
 
     Pruning goes in steps of `prune_step` of the units, at most `max_prune_ratio` of them, and keeps the
     largest amount at which accuracy on `holdout_fraction` of the defender's examples (per class, set
@@ -140,48 +143,36 @@ class FinePruningConfig:
     prune_step: float = 0.01
     max_prune_ratio: float = 0.95
     max_acc_drop: float = 0.1
-    epochs: int = 10
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    batch_size: int = 32
-    augment: bool = True
-    seed: int = 0
-    device: str = "cpu"
 
 
 @dataclass
-class NadConfig:
+class NadConfig(TrainingSettings):
     """Neural Attention Distillation (Li et al. 2021): a teacher fine-tuned on the clean data, then the
-    original trained with cross-entropy plus `betas`-weighted attention distillation on its last three
-    convolutional blocks (image models only)."""
+    original trained (`epochs`, `lr`, nesterov) with cross-entropy plus `betas`-weighted attention
+    distillation on its last three convolutional blocks (image models only)."""
 
-    teacher_epochs: int = 10
-    teacher_lr: float = 0.01
     epochs: int = 20
     lr: float = 0.1
-    lr_drops: tuple[int, ...] = (2, 20)  # the learning rate falls tenfold, then a hundredfold more
-    momentum: float = 0.9
     weight_decay: float = 1e-4
+    batch_size: int = 64
+    teacher_epochs: int = 10
+    teacher_lr: float = 0.01
+    lr_drops: tuple[int, ...] = (2, 20)  # the learning rate falls tenfold, then a hundredfold more
     betas: tuple[float, float, float] = (500.0, 1000.0, 1000.0)
     power: float = 2.0
-    batch_size: int = 64
-    augment: bool = True
-    seed: int = 0
-    device: str = "cpu"
 
 
 @dataclass
-class NeuralCleanseConfig:
+class NeuralCleanseConfig(TrainingSettings):
     """Neural Cleanse (Wang et al. 2019): per class, the smallest mask and pattern that send clean inputs
-    there; classes whose mask norm is below the median with anomaly index > `anomaly_threshold` are
-    flagged, and the model unlearns them on clean data stamped with their reversed trigger, true labels
-    kept (image models only)."""
+    there (Adam, `lr`, at most `epochs`); classes whose mask norm is below the median with anomaly index >
+    `anomaly_threshold` are flagged, and the model unlearns them (SGD, `unlearn_lr`, `momentum`,
+    `weight_decay`) on clean data stamped with their reversed trigger, true labels kept (image models
+    only)."""
 
     epochs: int = 80
     lr: float = 0.1
     betas: tuple[float, float] = (0.5, 0.9)
-    batch_size: int = 32
     init_cost: float = 1e-3
     cost_multiplier: float = 2.0
     patience: int = 5
@@ -191,8 +182,3 @@ class NeuralCleanseConfig:
     unlearn_share: float = 0.2
     unlearn_epochs: int = 100
     unlearn_lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    augment: bool = True
-    seed: int = 0
-    device: str = "cpu"
