@@ -11,33 +11,26 @@ from pathlib import Path
 import pandas as pd
 
 from harness.files import atomic_write
-from harness.records import NO_RESULT, budget_label, load_records, results_table
+from harness.records import CLEANED_FIDELITY, NO_RESULT, budget_label, load_records, results_table, summarise
 
-CLEANED_FIDELITY = 0.85  # a poisoned model counts as cleaned at or above this Fidelity
 REFERENCE_METHOD = "seam"  # times are given relative to it
 
 
+SHOWN = [
+    "n_models", "n_not_ok", "n_not_applicable", "n_poisoned", "mean_fidelity", "median_fidelity",
+    "min_fidelity", "share_cleaned", "mean_asr_after", "n_clean", "mean_acc_drop_clean",
+]  # fmt: skip
+
+
 def _row(group: pd.DataFrame) -> dict:
-    done = group[~group["status"].isin(NO_RESULT)]
-    poisoned = done[done["poisoned"] == True]  # noqa: E712  (column holds True/False/None)
-    clean = done[done["poisoned"] == False]  # noqa: E712
-    fidelity = poisoned["fidelity"].astype(float)
-    seconds = done["method_seconds"].astype(float) if "method_seconds" in done else done["total_seconds"]
-    return {
-        "n_models": len(group),
-        "n_results": len(done),
-        "n_not_ok": int((done["status"] != "ok").sum()),
-        "n_not_applicable": int((group["status"] == "not_applicable").sum()),
-        "n_errors": int(group["status"].isin(("error", "timeout")).sum()),
-        "n_poisoned": len(poisoned),
-        "mean_fidelity": fidelity.mean(),
-        "median_fidelity": fidelity.median(),
-        "min_fidelity": fidelity.min(),
-        "share_cleaned": (fidelity >= CLEANED_FIDELITY).mean() if len(fidelity) else math.nan,
-        "mean_asr_after": poisoned["asr_after"].astype(float).mean(),
-        "n_clean": len(clean),
-        "mean_acc_drop_clean": (clean["acc_before"].astype(float) - clean["acc_after"].astype(float)).mean(),
-        "mean_seconds": seconds.astype(float).mean(),
+    """The summary figures that compare shows; seconds are the method's own (total for old records)."""
+    figures = summarise(group)
+    failed = figures["n_errors"] + figures["n_timeouts"]
+    seconds = figures["mean_method_seconds"]
+    return {key: figures[key] for key in SHOWN} | {
+        "n_results": figures["n_models"] - failed - figures["n_not_applicable"],
+        "n_errors": failed,
+        "mean_seconds": figures["mean_seconds"] if math.isnan(seconds) else seconds,
     }
 
 

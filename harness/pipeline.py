@@ -81,14 +81,17 @@ def all_labels_accuracy(before: dict, after: dict) -> dict:
     }
 
 
-def drift_check(task: Task, original: nn.Module | None, mitigated: nn.Module | None) -> dict:
+NO_DRIFT_CHECK = {"drift_n": 0, "drift_acc_before": math.nan, "drift_acc_after": math.nan,
+                  "drift_agreement": math.nan, "drifted": False}  # fmt: skip
+
+
+def drift_check(task: Task, original: nn.Module, mitigated: nn.Module) -> dict:
     """The blind drift check: accuracy before and after on `task.drift_check` (inputs made from the
     defender's data that no method trains on) and how often the two models agree there. `drifted`:
     the accuracy after fell below the 95 % Wilson interval of the accuracy before."""
     check = task.drift_check
-    if check is None or original is None:
-        return {"drift_n": 0, "drift_acc_before": math.nan, "drift_acc_after": math.nan,
-                "drift_agreement": math.nan, "drifted": False}  # fmt: skip
+    if check is None:
+        return dict(NO_DRIFT_CHECK)
     before = predict(original, check.inputs, task.forward)
     after = predict(mitigated, check.inputs, task.forward)
     acc_before = accuracy(before, check.labels, task.background_class)
@@ -258,7 +261,7 @@ def run_job(
         eval_start = time.perf_counter()
         applies = result.status != methods.NOT_APPLICABLE
         after = evaluate(result.model, task) if applies else dict.fromkeys(before, math.nan)
-        drift = drift_check(task, task.model, result.model) if applies else drift_check(task, None, None)
+        drift = drift_check(task, task.model, result.model) if applies else dict(NO_DRIFT_CHECK)
         eval_after_seconds = time.perf_counter() - eval_start
         status = "drifted" if result.status == "ok" and drift["drifted"] else result.status
 

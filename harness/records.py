@@ -23,6 +23,7 @@ REQUIRED_FIELDS = ("model_id", "method", "status")
 FAILED = ("error", "timeout")  # statuses of models without a result; --retry_errors recomputes them
 FLAGGED = ("recovery_failed", "forget_incomplete", "drifted")  # a result, but not trusted: not saved
 NO_RESULT = (*FAILED, "not_applicable")  # rows the summaries leave out
+CLEANED_FIDELITY = 0.85  # a poisoned model counts as cleaned at or above this Fidelity
 
 
 def records_dir(output_dir: Path) -> Path:
@@ -119,7 +120,8 @@ def few_examples(done: pd.DataFrame) -> dict:
     return {"n_few_examples": int((fewest < FEW_EXAMPLES).sum()), "min_examples": fewest.min()}
 
 
-def _summarise(group: pd.DataFrame) -> dict:
+def summarise(group: pd.DataFrame) -> dict:
+    """The summary figures of a group of rows (models with a result; Fidelity over poisoned ones)."""
     done = group[~group["status"].isin(NO_RESULT)]
     poisoned = done[done["poisoned"] == True]  # noqa: E712  (column holds True/False/None)
     clean = done[done["poisoned"] == False]  # noqa: E712
@@ -137,6 +139,7 @@ def _summarise(group: pd.DataFrame) -> dict:
         "median_fidelity": fidelity.median(),
         "min_fidelity": fidelity.min(),
         "q25_fidelity": fidelity.quantile(0.25) if len(fidelity) else math.nan,
+        "share_cleaned": (fidelity >= CLEANED_FIDELITY).mean() if len(fidelity) else math.nan,
         "mean_asr_before": poisoned["asr_before"].astype(float).mean(),
         "mean_asr_after": poisoned["asr_after"].astype(float).mean(),
         "mean_acc_before_clean": clean["acc_before"].astype(float).mean(),
@@ -165,10 +168,10 @@ def summary_table(results: pd.DataFrame) -> pd.DataFrame:
     keys = ["round", "method", "defender_per_class"]
     for (round_, method, budget), group in results.groupby(keys, dropna=False, sort=True):
         head = {"round": round_, "method": method, "defender_per_class": budget}
-        rows.append({**head, "group_by": "all", "group": "all", **_summarise(group)})
+        rows.append({**head, "group_by": "all", "group": "all", **summarise(group)})
         for column in ("model_architecture", "trigger_type"):
             for value, part in group.groupby(group[column].fillna("unknown"), sort=True):
-                rows.append({**head, "group_by": column, "group": value, **_summarise(part)})
+                rows.append({**head, "group_by": column, "group": value, **summarise(part)})
     return pd.DataFrame(rows)
 
 
