@@ -39,6 +39,13 @@ class SeamConfig:
     phases, `recover_perturb` times that matrix's own standard deviation: forgetting on clean data only
     reaches what clean inputs use, and noise also blurs what only a trigger uses, which recovery on clean
     data cannot rebuild.
+
+    The guard (`guard_fraction` > 0) sets that share of the defender's examples of each class apart:
+    SEAM never trains on them, and a result whose accuracy there falls more than `guard_max_drop` below
+    the original model's is `destroyed` (memorising the few training examples passes the recovery goal,
+    it does not pass this). `restarts` further SEAM runs (seeds seed+1, ...) follow a run that failed
+    (`restart_policy` "on_failure": recovery_failed or destroyed) or always ("best"); the run kept is,
+    among those that passed (else among all), the one with the best guard accuracy. "best" needs the guard.
     """
 
     alpha: float | None = None
@@ -63,6 +70,10 @@ class SeamConfig:
     forget_label_draw: Literal["batch", "once"] = "batch"
     forget_freeze_classifier: bool = False
     recover_perturb: float = 0.0
+    guard_fraction: float = 0.0
+    guard_max_drop: float = 0.1
+    restarts: int = 0
+    restart_policy: Literal["on_failure", "best"] = "on_failure"
     batch_size: int = 32
     augment: bool = True
     seed: int = 0

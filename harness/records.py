@@ -21,9 +21,14 @@ RESULT_COLUMNS = [
 ]  # fmt: skip
 REQUIRED_FIELDS = ("model_id", "method", "status")
 FAILED = ("error", "timeout")  # statuses of models without a result; --retry_errors recomputes them
-FLAGGED = ("recovery_failed", "forget_incomplete", "drifted")  # a result, but not trusted: not saved
+FLAGGED = (
+    "recovery_failed",
+    "destroyed",
+    "forget_incomplete",
+    "drifted",
+)  # a result, but not trusted: not saved
 NO_RESULT = (*FAILED, "not_applicable")  # rows the summaries leave out
-CLEANED_FIDELITY = 0.85  # a poisoned model counts as cleaned at or above this Fidelity
+CLEANED_FIDELITY = 0.85  # a poisoned model counts as cleaned at or above this Fidelity, with status ok
 
 
 def records_dir(output_dir: Path) -> Path:
@@ -139,7 +144,10 @@ def summarise(group: pd.DataFrame) -> dict:
         "median_fidelity": fidelity.median(),
         "min_fidelity": fidelity.min(),
         "q25_fidelity": fidelity.quantile(0.25) if len(fidelity) else math.nan,
-        "share_cleaned": (fidelity >= CLEANED_FIDELITY).mean() if len(fidelity) else math.nan,
+        "share_cleaned": ((fidelity >= CLEANED_FIDELITY) & (poisoned["status"] == "ok")).mean()
+        if len(fidelity)
+        else math.nan,
+        "n_destroyed": int((done["status"] == "destroyed").sum()),
         "mean_asr_before": poisoned["asr_before"].astype(float).mean(),
         "mean_asr_after": poisoned["asr_after"].astype(float).mean(),
         "mean_acc_before_clean": clean["acc_before"].astype(float).mean(),

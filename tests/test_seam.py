@@ -267,3 +267,33 @@ def test_recover_perturb_adds_noise_scaled_to_each_weight_matrix_before_recovery
             assert 0.4 < ratio < 0.6, name
         else:  # biases untouched
             assert torch.equal(noisy, original), name
+
+
+def test_the_guard_part_is_never_trained_on_and_passes_a_good_run(monkeypatch):
+    task = cluster_task()
+    sizes = []
+    real_train_epoch = seam_module.train_epoch
+    monkeypatch.setattr(
+        seam_module,
+        "train_epoch",
+        lambda model, inputs, *rest: sizes.append(len(inputs)) or real_train_epoch(model, inputs, *rest),
+    )
+    result = seam(task, quick_config(guard_fraction=0.25))
+    assert result.guard_n == K * 3 and set(sizes) == {K * 9}
+    assert result.status == "ok" and result.runs == 1
+    assert result.guard_acc_final >= result.guard_acc_orig - 0.1
+
+
+def test_a_run_that_only_memorises_its_examples_is_destroyed_and_restarted():
+    # an absolute goal of 0 ends recovery at once: the forgotten model passes the goal, not the guard
+    destroy = dict(recover_target="absolute", beta=0.0, recover_epochs_after_goal=0, guard_fraction=0.25)
+    result = seam(cluster_task(), quick_config(**destroy, restarts=2))
+    assert result.status == "destroyed" and result.runs == 3
+    assert result.guard_acc_final < result.guard_acc_orig - 0.1
+
+
+def test_best_of_restarts_runs_them_all_and_needs_the_guard():
+    result = seam(cluster_task(), quick_config(guard_fraction=0.25, restarts=1, restart_policy="best"))
+    assert result.runs == 2 and result.status == "ok" and result.seed in (0, 1)
+    with pytest.raises(ValueError, match="guard_fraction"):
+        seam(cluster_task(), quick_config(restarts=1, restart_policy="best"))

@@ -10,7 +10,8 @@
 
 Options beyond the paper (SeamConfig documents each): which labels forgetting draws, a frozen classifier
 while forgetting, noise on the weights between the phases (`recover_perturb`), a re-initialised classifier,
-annealed recovery and augmentation.
+annealed recovery, augmentation, and the guard: a share of the defender's examples SEAM never trains on,
+which judges the result (`destroyed`) and chooses among restarts.
 
 Blind by construction: this module reads `task.defender` and nothing else of the Task's data. The one
 exception is `recovery_score`, which only `seam_oracle` passes (harness/methods/seam_oracle.py).
@@ -19,6 +20,7 @@ exception is `recovery_score`, which only `seam_oracle` passes (harness/methods/
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -29,7 +31,8 @@ from torch import nn
 
 from harness.config import SeamConfig
 from harness.methods import MethodResult
-from harness.task import IGNORE_INDEX, Task
+from harness.methods.common import split_per_class
+from harness.task import IGNORE_INDEX, LabelledData, Task
 from harness.training import data_accuracy, resolve_device, train_epoch
 
 
@@ -48,6 +51,14 @@ class SeamResult:
     recover_epochs: int
     forget_seconds: float
     recover_seconds: float
+    seed: int
+    runs: int = 1
+    guard_n: int = 0
+    guard_acc_orig: float = math.nan
+    guard_acc_final: float = math.nan
+
+
+FAILED = ("recovery_failed", "destroyed")  # statuses after which a restart runs (restart_policy on_failure)
 
 
 def forget_alpha(num_classes: int, config: SeamConfig) -> float:
@@ -135,7 +146,62 @@ def annealed_lr(base_lr: float, epoch_after_goal: int, epochs_after_goal: int) -
 def seam(
     task: Task, config: SeamConfig, recovery_score: Callable[[nn.Module], float] | None = None
 ) -> SeamResult:
-    """Run SEAM on a copy of `task.model`; the task's model is left untouched.
+    """SEAM on a copy of `task.model` (left untouched), with the guard and restarts if configured."""
+    if config.restart_policy not in ("on_failure", "best"):
+        raise ValueError(f"restart_policy is {config.restart_policy!r}: use on_failure or best")
+    if config.restart_policy == "best" and config.restarts and not config.guard_fraction:
+        raise ValueError("restart_policy best chooses by guard accuracy: set guard_fraction > 0")
+    if not 0 <= config.guard_fraction < 1:
+        raise ValueError(f"guard_fraction is {config.guard_fraction}: use 0 (off) or a share below 1")
+    train_task, guard = task, None
+    if config.guard_fraction > 0:
+        split = torch.Generator().manual_seed(config.seed)  # one guard part for every restart
+        kept, held_out = split_per_class(task.defender.labels, config.guard_fraction, split)
+        defender = task.defender
+        train_task = dataclasses.replace(
+            task, defender=LabelledData(defender.inputs[kept], defender.labels[kept])
+        )
+        guard = LabelledData(defender.inputs[held_out], defender.labels[held_out])
+    guard_acc_orig = guard_accuracy(task, task.model, guard)
+    runs: list[SeamResult] = []
+    for run in range(1 + config.restarts):
+        result = seam_once(train_task, dataclasses.replace(config, seed=config.seed + run), recovery_score)
+        result.guard_n = len(guard) if guard is not None else 0
+        result.guard_acc_orig = guard_acc_orig
+        result.guard_acc_final = guard_accuracy(task, result.model, guard)
+        if result.guard_acc_final < guard_acc_orig - config.guard_max_drop and result.status not in FAILED:
+            result.status = "destroyed"
+        runs.append(result)
+        if config.restart_policy == "on_failure" and result.status not in FAILED:
+            break
+    kept_run = best_run(runs)
+    kept_run.runs = len(runs)
+    kept_run.forget_seconds = sum(r.forget_seconds for r in runs)
+    kept_run.recover_seconds = sum(r.recover_seconds for r in runs)
+    return kept_run
+
+
+def guard_accuracy(task: Task, model: nn.Module, guard: LabelledData | None) -> float:
+    if guard is None or len(guard) == 0:
+        return math.nan
+    return data_accuracy(model, guard, task.forward, task.background_class)
+
+
+def best_run(runs: list[SeamResult]) -> SeamResult:
+    """Among the runs that passed (else all): the best guard accuracy, then the best accuracy on the
+    examples SEAM trained on; the earliest on a tie."""
+    passed = [r for r in runs if r.status not in FAILED] or runs
+    return max(passed, key=lambda r: (nan_low(r.guard_acc_final), r.defender_acc_final))
+
+
+def nan_low(value: float) -> float:
+    return -math.inf if math.isnan(value) else value
+
+
+def seam_once(
+    task: Task, config: SeamConfig, recovery_score: Callable[[nn.Module], float] | None = None
+) -> SeamResult:
+    """One SEAM run on a copy of `task.model`, with `config.seed`.
 
     `recovery_score` (the oracle only): score the model after every recovery epoch and return the
     best-scoring one instead of the last.
@@ -259,6 +325,7 @@ def seam(
         recover_epochs=recover_epochs,
         forget_seconds=forget_seconds,
         recover_seconds=recover_seconds,
+        seed=config.seed,
     )
 
 
@@ -278,6 +345,11 @@ def as_method_result(result: SeamResult) -> MethodResult:
         "defender_acc_orig": result.defender_acc_orig,
         "defender_acc_forgotten": result.defender_acc_forgotten,
         "defender_acc_final": result.defender_acc_final,
+        "runs": result.runs,
+        "seed_kept": result.seed,
+        "guard_n": result.guard_n,
+        "guard_acc_orig": result.guard_acc_orig,
+        "guard_acc_final": result.guard_acc_final,
     }
     seconds = {"forget": result.forget_seconds, "recover": result.recover_seconds}
     return MethodResult(result.model, result.status, seconds, figures)
