@@ -456,7 +456,58 @@ def build_parser() -> ArgumentParser:
     )
     compare.add_argument("--output_dir", type=Path, required=True, help="The output folder of `run`.")
     commands.add_subcommand("compare", compare)
+
+    study = ArgumentParser(
+        description="SEAM variants over rounds, budgets and seeds: study_rows.csv, study_summary.csv,"
+        " fidelity.png (docs/robust-seam.md)."
+    )
+    study.add_argument("--rounds", type=list[Path], required=True, help="Round folders, e.g. '[r3a, r4a]'.")
+    study.add_argument("--output_dir", type=Path, required=True, help="Records and tables go here.")
+    study.add_argument(
+        "--variants",
+        type=Path | None,
+        default=None,
+        help="YAML mapping a variant name to SEAM settings over each round's YAML (default: the defaults).",
+    )
+    study.add_argument(
+        "--budgets",
+        type=list[int | None],
+        default=[2, 5, 10, 20, None],
+        help="Examples per class; null = all.",
+    )
+    study.add_argument("--seeds", type=list[int], default=[0, 1], help="SEAM seeds.")
+    study.add_argument("--n_jobs", type=int, default=1, help="Models processed in parallel.")
+    study.add_argument("--model_timeout_s", type=float | None, default=None, help="Per model and variant.")
+    study.add_class_arguments(EvalConfig, "eval")
+    commands.add_subcommand("study", study)
     return parser
+
+
+def study_command(options: Namespace) -> None:
+    import yaml
+
+    from harness.study import run_study
+
+    variants = {"defaults": {}}
+    if options.variants is not None:
+        variants = yaml.safe_load(Path(options.variants).read_text())
+        if not isinstance(variants, dict) or not all(isinstance(v, dict | None) for v in variants.values()):
+            raise UserError(f"{options.variants}: expected a mapping of variant name to SEAM settings")
+        variants = {name: settings or {} for name, settings in variants.items()}
+    summary = run_study(
+        [Path(r) for r in options.rounds],
+        Path(options.output_dir),
+        variants,
+        options.budgets,
+        options.seeds,
+        EvalConfig(**options.eval),
+        options.n_jobs,
+        options.model_timeout_s,
+    )
+    columns = ["round", "variant", "defender_per_class", "poisoned_runs", "mean_fidelity", "min_fidelity"]
+    columns += ["p10_fidelity", "share_cleaned", "mean_acc_drop_clean", "flagged", "silent_ruined"]
+    print(summary[columns].to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+    print(f"tables: {options.output_dir}/study_summary.csv, study_rows.csv; plot: fidelity.png")
 
 
 def add_method_arguments(parser: ArgumentParser) -> None:
@@ -619,6 +670,8 @@ def dispatch(args: Namespace) -> None:
         aggregate_command(Path(options.output_dir))
     elif command == "compare":
         compare_command(Path(options.output_dir))
+    elif command == "study":
+        study_command(options)
 
 
 def main(argv: list[str] | None = None) -> None:
