@@ -40,6 +40,11 @@ class SeamConfig:
     reaches what clean inputs use, and noise also blurs what only a trigger uses, which recovery on clean
     data cannot rebuild.
 
+    `recover_distill` (> 0) adds that weight times the distillation loss (KL divergence at
+    `distill_temperature`, scaled by its square) between the recovering model and the original one on each
+    recovery batch: the defender's augmented examples carry the primary task and no trigger, so the
+    original's outputs there teach the primary task beyond the hard labels of a few examples.
+
     The guard (`guard_fraction` > 0) sets that share of the defender's examples of each class apart:
     SEAM never trains on them, and a result whose accuracy there falls more than `guard_max_drop` below
     the original model's is `destroyed` (memorising the few training examples passes the recovery goal,
@@ -70,6 +75,8 @@ class SeamConfig:
     forget_label_draw: Literal["batch", "once"] = "batch"
     forget_freeze_classifier: bool = False
     recover_perturb: float = 0.0
+    recover_distill: float = 0.0
+    distill_temperature: float = 2.0
     guard_fraction: float = 0.0
     guard_max_drop: float = 0.1
     restarts: int = 0

@@ -103,12 +103,14 @@ def train_epoch(
     forward: Forward = plain_forward,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     train_only: list[nn.Module] | None = None,
+    extra_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> float:
     """One pass over shuffled data in train mode; returns the mean loss.
 
     `relabel` replaces the labels of each batch (SEAM's forgetting draws fresh wrong labels per batch).
     `train_only`: these modules in train mode, the rest in eval mode (BatchNorm statistics and dropout of
-    frozen layers stay as they are).
+    frozen layers stay as they are). `extra_loss(inputs, logits)` is added to the cross-entropy of each
+    batch (SEAM's distillation from the original model).
     """
     set_train_mode(model, train_only)
     device = model_device(model)
@@ -122,6 +124,8 @@ def train_epoch(
         x, y = x.to(device), y.to(device)  # after augment/relabel, whose random draws stay on the CPU
         logits = forward(model, x)  # [N, K], or [N, T, K] for per-position labels [N, T]
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), ignore_index=IGNORE_INDEX)
+        if extra_loss is not None:
+            loss = loss + extra_loss(x, logits)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -72,7 +72,16 @@ def forgetting_labels(
     real_train_epoch = seam_module.train_epoch
 
     def spy(
-        model, inputs, labels, optimizer, batch_size, generator, augment=None, relabel=None, forward=None
+        model,
+        inputs,
+        labels,
+        optimizer,
+        batch_size,
+        generator,
+        augment=None,
+        relabel=None,
+        forward=None,
+        **rest,
     ):
         checked = None
         if relabel is not None:
@@ -83,7 +92,7 @@ def forgetting_labels(
                 return new
 
         return real_train_epoch(
-            model, inputs, labels, optimizer, batch_size, generator, augment, checked, forward
+            model, inputs, labels, optimizer, batch_size, generator, augment, checked, forward, **rest
         )
 
     monkeypatch.setattr(seam_module, "train_epoch", spy)
@@ -121,11 +130,20 @@ def test_forget_label_draw_once_keeps_one_wrong_labelling_for_the_whole_phase(mo
     real_train_epoch = seam_module.train_epoch
 
     def spy(
-        model, inputs, labels, optimizer, batch_size, generator, augment=None, relabel=None, forward=None
+        model,
+        inputs,
+        labels,
+        optimizer,
+        batch_size,
+        generator,
+        augment=None,
+        relabel=None,
+        forward=None,
+        **rest,
     ):
         trained_on.append((labels.clone(), relabel))
         return real_train_epoch(
-            model, inputs, labels, optimizer, batch_size, generator, augment, relabel, forward
+            model, inputs, labels, optimizer, batch_size, generator, augment, relabel, forward, **rest
         )
 
     monkeypatch.setattr(seam_module, "train_epoch", spy)
@@ -232,12 +250,21 @@ def test_annealed_recovery_trains_the_epochs_past_its_goal_at_falling_rates(monk
     real_train_epoch = seam_module.train_epoch
 
     def spy(
-        model, inputs, labels, optimizer, batch_size, generator, augment=None, relabel=None, forward=None
+        model,
+        inputs,
+        labels,
+        optimizer,
+        batch_size,
+        generator,
+        augment=None,
+        relabel=None,
+        forward=None,
+        **rest,
     ):
         if relabel is None:  # a recovery epoch
             rates.append(optimizer.param_groups[0]["lr"])
         return real_train_epoch(
-            model, inputs, labels, optimizer, batch_size, generator, augment, relabel, forward
+            model, inputs, labels, optimizer, batch_size, generator, augment, relabel, forward, **rest
         )
 
     monkeypatch.setattr(seam_module, "train_epoch", spy)
@@ -276,7 +303,9 @@ def test_the_guard_part_is_never_trained_on_and_passes_a_good_run(monkeypatch):
     monkeypatch.setattr(
         seam_module,
         "train_epoch",
-        lambda model, inputs, *rest: sizes.append(len(inputs)) or real_train_epoch(model, inputs, *rest),
+        lambda model, inputs, *rest, **kw: (
+            sizes.append(len(inputs)) or real_train_epoch(model, inputs, *rest, **kw)
+        ),
     )
     result = seam(task, quick_config(guard_fraction=0.25))
     assert result.guard_n == K * 3 and set(sizes) == {K * 9}
@@ -297,3 +326,17 @@ def test_best_of_restarts_runs_them_all_and_needs_the_guard():
     assert result.runs == 2 and result.status == "ok" and result.seed in (0, 1)
     with pytest.raises(ValueError, match="guard_fraction"):
         seam(cluster_task(), quick_config(restarts=1, restart_policy="best"))
+
+
+def test_distillation_pulls_recovery_towards_the_original_outputs():
+    """The distillation term lowers what it measures: KL to the original's outputs at its temperature."""
+    task = cluster_task()
+    x = task.defender.inputs
+
+    def kl_to_original(weight: float) -> float:
+        model = seam(task, quick_config(recover_epochs_after_goal=5, recover_distill=weight)).model
+        with torch.no_grad():
+            ours, original = (model(x) / 2).log_softmax(-1), (task.model(x) / 2).log_softmax(-1)
+        return torch.nn.functional.kl_div(ours, original, reduction="batchmean", log_target=True).item()
+
+    assert kl_to_original(5.0) < 0.8 * kl_to_original(0.0)

@@ -198,6 +198,27 @@ def nan_low(value: float) -> float:
     return -math.inf if math.isnan(value) else value
 
 
+def distillation_loss(
+    task: Task, weight: float, temperature: float, student: nn.Module
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """weight * T^2 * KL(original || student) at temperature T, per batch of (augmented) inputs."""
+    teacher = copy.deepcopy(task.model).to(next(student.parameters()).device).eval()
+
+    def loss(inputs: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            target = torch.log_softmax(task.forward(teacher, inputs) / temperature, dim=-1)
+        log_student = torch.log_softmax(logits / temperature, dim=-1)
+        kl = torch.nn.functional.kl_div(
+            log_student.reshape(-1, logits.shape[-1]),
+            target.reshape(-1, logits.shape[-1]),
+            reduction="batchmean",
+            log_target=True,
+        )
+        return weight * temperature**2 * kl
+
+    return loss
+
+
 def seam_once(
     task: Task, config: SeamConfig, recovery_score: Callable[[nn.Module], float] | None = None
 ) -> SeamResult:
@@ -216,7 +237,9 @@ def seam_once(
     def defender_accuracy() -> float:
         return data_accuracy(model, data, task.forward, task.background_class)
 
-    def one_epoch(optimizer: torch.optim.Optimizer, labels: torch.Tensor, relabel=None) -> None:
+    def one_epoch(
+        optimizer: torch.optim.Optimizer, labels: torch.Tensor, relabel=None, extra_loss=None
+    ) -> None:
         train_epoch(
             model,
             data.inputs,
@@ -227,6 +250,7 @@ def seam_once(
             augment,
             relabel,
             task.forward,
+            extra_loss=extra_loss,
         )
 
     # Background positions keep their label while forgetting unless relabel_background.
@@ -280,6 +304,9 @@ def seam_once(
         config.recover_betas,
         config.sgd_momentum,
     )
+    distill = None
+    if config.recover_distill > 0:
+        distill = distillation_loss(task, config.recover_distill, config.distill_temperature, model)
     recover_epochs, epochs_after_goal = 0, 0
     acc_final = defender_accuracy()
     best_score, best_state = -math.inf, None
@@ -293,7 +320,7 @@ def seam_once(
                     group["lr"] = annealed_lr(
                         config.recover_lr, epochs_after_goal, config.recover_epochs_after_goal
                     )
-        one_epoch(optimizer, data.labels)
+        one_epoch(optimizer, data.labels, extra_loss=distill)
         recover_epochs += 1
         acc_final = defender_accuracy()
         if recovery_score is not None and (score := recovery_score(model)) > best_score:
