@@ -89,10 +89,16 @@ class SeamConfig:
 
 @dataclass
 class EvalConfig:
-    """How ACC/ASR data is chosen when a model folder has no clean_test_data/ (see README)."""
+    """How ACC/ASR data is chosen when a model folder has no clean_test_data/ (see README).
+
+    `cross_fit`: the method runs on each part of the split and is measured on the other (ACC pooled over
+    both, ASR averaged), then once more on all the clean examples: that model is the one saved, and the
+    row's figures are the cross-fitted estimate for it. Three runs instead of one.
+    """
 
     holdout_fraction: float = 0.5
     holdout_seed: int = 0
+    cross_fit: bool = False
 
 
 def round_config_path(round_number: int) -> Path:

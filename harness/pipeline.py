@@ -107,6 +107,42 @@ def drift_check(task: Task, original: nn.Module, mitigated: nn.Module) -> dict:
     }
 
 
+def cross_fit(task: Task, run_on) -> tuple[dict, dict, list[str]]:
+    """(before, after, fold statuses): the method on each part of the clean-example split, measured on
+    the other. ACC is pooled over both parts (each example counted once), ASR and RA averaged over the two
+    models (they read the same triggered examples, so asr_n stays that set's size)."""
+    parts = (task.defender, task.eval_clean)
+    befores, afters, statuses = [], [], []
+    for trained, held in (parts, parts[::-1]):
+        measured_on = dataclasses.replace(task, eval_clean=held)
+        result = run_on(trained)
+        statuses.append(result.status)
+        befores.append(evaluate(task.model, measured_on))
+        afters.append(
+            evaluate(result.model, measured_on) if result.status != methods.NOT_APPLICABLE else None
+        )
+    after = pooled(afters) if None not in afters else dict.fromkeys(befores[0], math.nan)
+    return pooled(befores), after, statuses
+
+
+def pooled(figures: list[dict]) -> dict:
+    total = sum(f["acc_n"] for f in figures)
+    result = {"acc_n": total, "asr_n": figures[0]["asr_n"]}
+    for metric in ("acc", "acc_all_labels"):
+        if metric in figures[0]:
+            result[metric] = sum(f[metric] * f["acc_n"] for f in figures) / total if total else math.nan
+    for metric in ("asr", "ra"):
+        result[metric] = sum(f[metric] for f in figures) / len(figures)
+    return result
+
+
+def joined(first: LabelledData, second: LabelledData) -> LabelledData:
+    names = first.names + second.names if first.names and second.names else []
+    return LabelledData(
+        torch.cat([first.inputs, second.inputs]), torch.cat([first.labels, second.labels]), names
+    )
+
+
 def error_message(model_dir: Path, error: BaseException) -> str:
     """One line naming the file (or at least the model folder) and the cause."""
     message = " ".join(f"{type(error).__name__}: {error}".split())
@@ -254,13 +290,25 @@ def run_job(
     started = time.perf_counter()
     try:
         method = methods.method(job.method)
+        fold_statuses, eval_data = [], task.eval_data
+
+        def run_on(examples: LabelledData) -> methods.MethodResult:
+            defender = defender_subset(examples, job.defender_per_class, eval_config.holdout_seed)
+            return method.run(dataclasses.replace(task, defender=defender), job.config)
+
+        if eval_config.cross_fit and task.eval_data.startswith("clean_example_holdout"):
+            before, cross_fitted, fold_statuses = cross_fit(task, run_on)
+            task = dataclasses.replace(task, defender=joined(task.defender, task.eval_clean))
+            eval_data = task.eval_data.replace("clean_example_holdout", "cross_fit", 1)
         defender = defender_subset(task.defender, job.defender_per_class, eval_config.holdout_seed)
-        result = method.run(dataclasses.replace(task, defender=defender), job.config)
+        result = run_on(task.defender)
         method_seconds = time.perf_counter() - started
 
         eval_start = time.perf_counter()
         applies = result.status != methods.NOT_APPLICABLE
         after = evaluate(result.model, task) if applies else dict.fromkeys(before, math.nan)
+        if fold_statuses and applies:
+            after = cross_fitted
         drift = drift_check(task, task.model, result.model) if applies else dict(NO_DRIFT_CHECK)
         eval_after_seconds = time.perf_counter() - eval_start
         status = "drifted" if result.status == "ok" and drift["drifted"] else result.status
@@ -303,7 +351,8 @@ def run_job(
         "eval_after_seconds": eval_after_seconds,
         "save_seconds": save_seconds,
         "total_seconds": total,
-        "eval_data": task.eval_data,
+        "eval_data": eval_data,
+        "fold_statuses": fold_statuses,
         "status": status,
         "error": "",
         **result.figures,

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
 from conftest import FAST_SEAM
 
 from adapters.common import discover_models
@@ -75,3 +76,27 @@ def test_model_entrypoint_runs_several_methods_on_one_load(tiny_round3, tmp_path
     assert [r["method"] for r in records] == ["finetune", "neural_cleanse"]
     assert records[0]["load_seconds"] == records[1]["load_seconds"]  # loaded and measured once
     assert load_model(tmp_path / "scratch" / "mitigated" / "active.finetune" / "model.pt") is not None
+
+
+def test_cross_fitting_measures_each_half_with_the_model_trained_on_the_other(tiny_round3, tmp_path):
+    from adapters import load_task
+    from harness.training import data_accuracy
+
+    folder = server_folder(discover_models(tiny_round3)[0], tmp_path / "active")
+    seam = SeamConfig(
+        forget_max_epochs=3, forget_epochs_below_alpha=1, recover_max_epochs=3, recover_epochs_after_goal=0
+    )
+    record = process_model(folder, seam, EvalConfig(cross_fit=True), save_path=tmp_path / "saved.pt")
+    n_examples = len(list((folder / "example_data").iterdir()))
+    assert record["eval_data"] == "cross_fit(fraction=0.5,seed=0)"
+    assert len(record["fold_statuses"]) == 2
+    # the saved model trained on every example; ACC counts every example once, each by the other half's model
+    assert record["defender_examples"] == record["acc_n"] == n_examples
+    task = load_task(folder, 0.5, 0)
+    every_example = torch.cat([task.defender.labels, task.eval_clean.labels])
+    original = (
+        data_accuracy(task.model, task.defender) * len(task.defender)
+        + data_accuracy(task.model, task.eval_clean) * len(task.eval_clean)
+    ) / len(every_example)
+    assert abs(record["acc_before"] - original) < 1e-9
+    assert abs(record["acc_after"] * n_examples - round(record["acc_after"] * n_examples)) < 1e-6
