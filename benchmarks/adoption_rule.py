@@ -1,0 +1,88 @@
+"""Apply docs/robust-seam.md's adoption rule to a study's summary, mechanically.
+
+    python benchmarks/adoption_rule.py S/study_summary.csv [--budgets 5 10]
+
+Prints, per round type, each variant against `defaults` and the variant the rule adopts. The guard twin of
+a variant is the same settings plus the guard (`guard` for `defaults`, `distill_guard` for `distill`).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import pandas as pd
+
+GUARD_TWIN = {"defaults": "guard", "distill": "distill_guard"}
+P10_TOLERANCE, SHARE_TOLERANCE, DROP_TOLERANCE, GAIN = 0.02, 0.05, 0.01, 0.05
+
+
+def figures(summary: pd.DataFrame, round_: int, variant: str, budgets: list[str]) -> pd.DataFrame:
+    rows = summary[(summary["round"] == round_) & (summary["variant"] == variant)]
+    rows = rows.set_index(rows["defender_per_class"].astype(str))
+    missing = [b for b in budgets if b not in rows.index]
+    if missing:
+        raise SystemExit(f"round {round_}, variant {variant}: no summary rows for budgets {missing}")
+    return rows.loc[budgets]
+
+
+def no_worse(candidate: pd.DataFrame, reference: pd.DataFrame) -> bool:
+    """Rule 1, at every budget."""
+    return bool(
+        (candidate["p10_fidelity"] >= reference["p10_fidelity"] - P10_TOLERANCE).all()
+        and (candidate["share_cleaned"] >= reference["share_cleaned"] - SHARE_TOLERANCE).all()
+        and (candidate["mean_acc_drop_clean"] <= reference["mean_acc_drop_clean"] + DROP_TOLERANCE).all()
+    )
+
+
+def better(candidate: pd.DataFrame, reference: pd.DataFrame) -> bool:
+    """Rule 2, at one budget at least."""
+    return bool(
+        (candidate["p10_fidelity"] >= reference["p10_fidelity"] + GAIN).any()
+        or (candidate["share_cleaned"] >= reference["share_cleaned"] + GAIN).any()
+    )
+
+
+def adopted(summary: pd.DataFrame, round_: int, budgets: list[str]) -> str:
+    variants = sorted(summary[summary["round"] == round_]["variant"].unique())
+    base = figures(summary, round_, "defaults", budgets)
+    qualifying = []
+    for variant in variants:
+        if variant == "defaults":
+            continue
+        own = figures(summary, round_, variant, budgets)
+        verdict = no_worse(own, base), better(own, base)
+        print(
+            f"  {variant:14s} rule 1 {verdict[0]!s:5s} rule 2 {verdict[1]!s:5s}"
+            f"  p10 {list(own['p10_fidelity'].round(3))} share {list(own['share_cleaned'].round(3))}"
+            f"  drop {list(own['mean_acc_drop_clean'].round(3))} silent {int(own['silent_ruined'].sum())}"
+        )
+        if all(verdict):
+            qualifying.append((-own["p10_fidelity"].iloc[0], own["mean_seconds"].mean(), variant))
+    print(
+        f"  {'defaults':14s}{'':24s}  p10 {list(base['p10_fidelity'].round(3))} share"
+        f" {list(base['share_cleaned'].round(3))} drop {list(base['mean_acc_drop_clean'].round(3))}"
+        f" silent {int(base['silent_ruined'].sum())}"
+    )
+    winner = min(qualifying)[2] if qualifying else "defaults"
+    twin = GUARD_TWIN.get(winner)
+    if twin in variants:
+        own, reference = figures(summary, round_, twin, budgets), figures(summary, round_, winner, budgets)
+        if no_worse(own, reference) and own["silent_ruined"].sum() < reference["silent_ruined"].sum():
+            print(f"  {twin} meets rule 1 against {winner} and flags what {winner} left silent")
+            winner = twin
+    return winner
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("summary")
+    parser.add_argument("--budgets", nargs="+", default=["5", "10"])
+    options = parser.parse_args()
+    summary = pd.read_csv(options.summary)
+    for round_ in sorted(summary["round"].unique()):
+        print(f"round {round_}:")
+        print(f"  adopted: {adopted(summary, round_, options.budgets)}")
+
+
+if __name__ == "__main__":
+    main()
