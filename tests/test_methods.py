@@ -184,8 +184,16 @@ def test_finetuning_changes_only_the_last_two_layers(poisoned_model):
     assert changed == {"6", "10"}  # BatchNorm statistics of layer 1 included: unchanged
 
 
-@pytest.mark.parametrize("name", [name for name in QUICK if name != "seam_oracle"])
-def test_no_method_but_the_oracle_reads_the_evaluation_data(poisoned_model, name):
+ROBUST_SEAM = dataclasses.replace(
+    QUICK["seam"], guard_fraction=0.25, restarts=1, restart_policy="best", recover_distill=1.0
+)
+BLIND_CASES = [(name, QUICK[name]) for name in QUICK if name != "seam_oracle"] + [("seam", ROBUST_SEAM)]
+
+
+@pytest.mark.parametrize(
+    ("name", "config"), BLIND_CASES, ids=[*(n for n in QUICK if n != "seam_oracle"), "seam-guard-distill"]
+)
+def test_no_method_but_the_oracle_reads_the_evaluation_data(poisoned_model, name, config):
     task = image_task(poisoned_model)
     wrong = dataclasses.replace(
         task,
@@ -194,8 +202,8 @@ def test_no_method_but_the_oracle_reads_the_evaluation_data(poisoned_model, name
                                      task.eval_triggered.targets + 2),
     )  # fmt: skip
     original = weights(poisoned_model)
-    first = METHODS[name].run(task, QUICK[name])
-    second = METHODS[name].run(wrong, QUICK[name])
+    first = METHODS[name].run(task, config)
+    second = METHODS[name].run(wrong, config)
     assert all(torch.equal(v, original[k]) for k, v in poisoned_model.state_dict().items())  # untouched
     assert same_weights(first.model, second.model)
 
