@@ -70,12 +70,27 @@ def method_jobs(options: Namespace) -> list:
     from harness.pipeline import Job
 
     configs = {section: cls(**options[section]) for section, cls in sections().items()}
+    for config in configs.values():
+        config.device = concrete_device(options.device or config.device)
     names = list(dict.fromkeys(options.methods))
     if not names:
         raise UserError("--methods is empty: name at least one method")
     chosen = [method(name) for name in names]
     budgets = options.defender_per_class or [None]
     return [Job(m.name, configs[m.section], budget) for budget in budgets for m in chosen]
+
+
+def concrete_device(name: str) -> str:
+    """ "auto" made concrete (said once on stderr, so the records name the device really used)."""
+    if name != "auto":
+        return name
+    from harness.training import resolve_device
+
+    device = str(resolve_device("auto"))
+    if not getattr(concrete_device, "said", False):
+        print(f"seam-harness: device auto: using {device}", file=sys.stderr)
+        concrete_device.said = True
+    return device
 
 
 def run_command(
@@ -430,7 +445,9 @@ def build_parser() -> ArgumentParser:
             "--batch_size", type=int | None, default=None, help="Default: the round's (mitigate), 32 (test)."
         )
         api.add_argument(
-            "--device", default="cuda", help="cuda falls back to cpu (with a warning) if absent."
+            "--device",
+            default="auto",
+            help="auto: CUDA when present, else the CPU; cuda falls back to cpu (with a warning) if absent.",
         )
         api.add_argument(
             "--num_workers", type=int, default=1, help="Accepted; data is read once into memory."
@@ -476,6 +493,9 @@ def build_parser() -> ArgumentParser:
         help="Examples per class; null = all.",
     )
     study.add_argument("--seeds", type=list[int], default=[0, 1], help="SEAM seeds.")
+    study.add_argument(
+        "--device", default="auto", help="auto (CUDA when present, else the CPU), cpu or cuda."
+    )
     study.add_argument("--n_jobs", type=int, default=1, help="Models processed in parallel.")
     study.add_argument("--model_timeout_s", type=float | None, default=None, help="Per model and variant.")
     study.add_class_arguments(EvalConfig, "eval")
@@ -494,6 +514,8 @@ def study_command(options: Namespace) -> None:
         if not isinstance(variants, dict) or not all(isinstance(v, dict | None) for v in variants.values()):
             raise UserError(f"{options.variants}: expected a mapping of variant name to SEAM settings")
         variants = {name: settings or {} for name, settings in variants.items()}
+    device = concrete_device(options.device)
+    variants = {name: {"device": device, **settings} for name, settings in variants.items()}
     summary = run_study(
         [Path(r) for r in options.rounds],
         Path(options.output_dir),
@@ -521,6 +543,13 @@ def add_method_arguments(parser: ArgumentParser) -> None:
         default=DEFAULT_METHODS,
         help=f"Methods to run, e.g. '[seam, finetune]': {', '.join(METHODS)} (seam_oracle reads the"
         " evaluation data: a reference, not a defense).",
+    )
+    parser.add_argument(
+        "--device",
+        type=str | None,
+        default=None,
+        help="auto (CUDA when present, else the CPU), cpu or cuda, for every method; default: each"
+        " method's own setting (auto).",
     )
     parser.add_argument(
         "--defender_per_class",
@@ -645,7 +674,7 @@ def dispatch(args: Namespace) -> None:
             options.metaparameters_filepath,
             options.schema_filepath,
             options.batch_size,
-            options.device,
+            concrete_device(options.device),
         )
         mitigate_command(
             model_filepath,
@@ -660,7 +689,7 @@ def dispatch(args: Namespace) -> None:
             Path(options.dataset_dirpath),
             Path(options.output_dirpath),
             options.batch_size or 32,
-            options.device,
+            concrete_device(options.device),
         )
     elif command == "self-check":
         from harness.selfcheck import self_check

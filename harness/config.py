@@ -84,7 +84,7 @@ class SeamConfig:
     batch_size: int = 32
     augment: bool = True
     seed: int = 0
-    device: str = "cpu"
+    device: str = "auto"  # auto: CUDA when present, else the CPU
 
 
 @dataclass
@@ -133,7 +133,7 @@ class TrainingSettings:
     batch_size: int = 32
     augment: bool = True
     seed: int = 0
-    device: str = "cpu"
+    device: str = "auto"  # auto: CUDA when present, else the CPU
 
 
 @dataclass

@@ -25,7 +25,10 @@ def model_device(model: nn.Module) -> torch.device:
 
 
 def resolve_device(name: str) -> torch.device:
-    """The requested device, or the CPU (with a warning) when CUDA is asked for but absent."""
+    """The requested device; "auto" is CUDA when present, else the CPU. CUDA asked for but absent: the CPU,
+    with a warning."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         print(
             f"seam-harness: warning: device {name!r} requested, CUDA is not available: using the CPU",

@@ -45,6 +45,8 @@ def test_model_entrypoint_on_a_server_shaped_folder(tiny_round3, tmp_path):
     record = json.loads(result_file.read_text())
     assert record["model_id"] == "active" and record["round"] == 3
     assert record["eval_data"] == "clean_example_holdout(fraction=0.5,seed=0)"
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # "auto", said once and recorded as used
+    assert completed.stderr.count("device auto: using") == 1 and record["method_config"]["device"] == device
     if record["status"] == "ok":
         assert load_model(tmp_path / "scratch" / "mitigated" / "model.pt") is not None
 
