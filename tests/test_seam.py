@@ -64,38 +64,38 @@ def test_any_class_labels_are_uniform_over_all_classes_the_true_one_included():
         assert torch.allclose(counts, torch.full_like(counts, 1 / K), atol=0.03)
 
 
+def watch_epochs(monkeypatch, watcher) -> None:
+    """Call `watcher(inputs, labels, optimizer, relabel)` before every SEAM training epoch; what it returns,
+    if not None, replaces the epoch's relabelling function."""
+    real_train_epoch = seam_module.train_epoch
+
+    def spy(model, inputs, labels, optimizer, batch_size, generator, augment=None, relabel=None, *rest, **kw):
+        relabel = watcher(inputs, labels, optimizer, relabel) or relabel
+        return real_train_epoch(
+            model, inputs, labels, optimizer, batch_size, generator, augment, relabel, *rest, **kw
+        )
+
+    monkeypatch.setattr(seam_module, "train_epoch", spy)
+
+
 def forgetting_labels(
     monkeypatch, task: Task, config: SeamConfig
 ) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], seam_module.SeamResult]:
     """(true, trained-on) label pairs of every forgetting batch of one SEAM run, and its result."""
     seen = []
-    real_train_epoch = seam_module.train_epoch
 
-    def spy(
-        model,
-        inputs,
-        labels,
-        optimizer,
-        batch_size,
-        generator,
-        augment=None,
-        relabel=None,
-        forward=None,
-        **rest,
-    ):
-        checked = None
-        if relabel is not None:
+    def record_labels(inputs, labels, optimizer, relabel):
+        if relabel is None:
+            return None
 
-            def checked(y, g):
-                new = relabel(y, g)
-                seen.append((y.clone(), new.clone()))
-                return new
+        def checked(y, g):
+            new = relabel(y, g)
+            seen.append((y.clone(), new.clone()))
+            return new
 
-        return real_train_epoch(
-            model, inputs, labels, optimizer, batch_size, generator, augment, checked, forward, **rest
-        )
+        return checked
 
-    monkeypatch.setattr(seam_module, "train_epoch", spy)
+    watch_epochs(monkeypatch, record_labels)
     return seen, seam(task, config)
 
 
@@ -127,26 +127,9 @@ def test_forget_labels_any_also_draws_the_true_label(monkeypatch):
 def test_forget_label_draw_once_keeps_one_wrong_labelling_for_the_whole_phase(monkeypatch):
     task = cluster_task()
     trained_on = []
-    real_train_epoch = seam_module.train_epoch
-
-    def spy(
-        model,
-        inputs,
-        labels,
-        optimizer,
-        batch_size,
-        generator,
-        augment=None,
-        relabel=None,
-        forward=None,
-        **rest,
-    ):
-        trained_on.append((labels.clone(), relabel))
-        return real_train_epoch(
-            model, inputs, labels, optimizer, batch_size, generator, augment, relabel, forward, **rest
-        )
-
-    monkeypatch.setattr(seam_module, "train_epoch", spy)
+    watch_epochs(
+        monkeypatch, lambda inputs, labels, optimizer, relabel: trained_on.append((labels.clone(), relabel))
+    )
     result = seam(task, quick_config(forget_label_draw="once", forget_epochs_below_alpha=3))
     forgetting = trained_on[: result.forget_epochs]
     first = forgetting[0][0]
@@ -247,27 +230,12 @@ def test_annealed_recovery_trains_the_epochs_past_its_goal_at_falling_rates(monk
     task = cluster_task()
     config = quick_config(recover_epochs_after_goal=4, recover_anneal=True)
     rates = []
-    real_train_epoch = seam_module.train_epoch
 
-    def spy(
-        model,
-        inputs,
-        labels,
-        optimizer,
-        batch_size,
-        generator,
-        augment=None,
-        relabel=None,
-        forward=None,
-        **rest,
-    ):
+    def recovery_rate(inputs, labels, optimizer, relabel):
         if relabel is None:  # a recovery epoch
             rates.append(optimizer.param_groups[0]["lr"])
-        return real_train_epoch(
-            model, inputs, labels, optimizer, batch_size, generator, augment, relabel, forward, **rest
-        )
 
-    monkeypatch.setattr(seam_module, "train_epoch", spy)
+    watch_epochs(monkeypatch, recovery_rate)
     result = seam(task, config)
     assert result.status == "ok"
     before_goal = result.recover_epochs - 4
@@ -299,14 +267,7 @@ def test_recover_perturb_adds_noise_scaled_to_each_weight_matrix_before_recovery
 def test_the_guard_part_is_never_trained_on_and_passes_a_good_run(monkeypatch):
     task = cluster_task()
     sizes = []
-    real_train_epoch = seam_module.train_epoch
-    monkeypatch.setattr(
-        seam_module,
-        "train_epoch",
-        lambda model, inputs, *rest, **kw: (
-            sizes.append(len(inputs)) or real_train_epoch(model, inputs, *rest, **kw)
-        ),
-    )
+    watch_epochs(monkeypatch, lambda inputs, labels, optimizer, relabel: sizes.append(len(inputs)))
     result = seam(task, quick_config(guard_fraction=0.25))
     assert result.guard_n == K * 3 and set(sizes) == {K * 9}
     assert result.status == "ok" and result.runs == 1
