@@ -674,8 +674,9 @@ def dispatch(args: Namespace) -> None:
             options.metaparameters_filepath,
             options.schema_filepath,
             options.batch_size,
-            concrete_device(options.device),
+            options.device,
         )
+        seam_config.device = concrete_device(seam_config.device)  # after the settings were read and checked
         mitigate_command(
             model_filepath,
             Path(options.dataset_dirpath),
