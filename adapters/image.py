@@ -164,8 +164,8 @@ def augment_batch(
     dx = torch.randint(0, 2 * max_shift + 1, (n,), generator=generator)
     dy = torch.randint(0, 2 * max_shift + 1, (n,), generator=generator)
     shifted = torch.stack([padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(n)])
-    scale = 1.0 + 0.1 * (2 * torch.rand(n, 3, 1, 1, generator=generator) - 1)
-    return (shifted * scale).clamp(0.0, 1.0), labels
+    scale = 1.0 + 0.1 * (2 * torch.rand(n, 3, 1, 1, generator=generator) - 1)  # drawn on the CPU
+    return (shifted * scale.to(images.device)).clamp(0.0, 1.0), labels
 
 
 def load_task(

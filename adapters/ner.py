@@ -133,6 +133,8 @@ def word_insertion(
     def augment(
         inputs: torch.Tensor, labels: torch.Tensor, generator: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        device = inputs.device  # token surgery row by row is CPU work; the batch goes back after
+        inputs, labels = inputs.cpu(), labels.cpu()
         n_rows, _, length = inputs.shape
         out = torch.zeros((n_rows, 2, length + max_tokens), dtype=inputs.dtype)
         out[:, 0] = pad_id
@@ -153,7 +155,7 @@ def word_insertion(
             out[row, 0, : used + k] = torch.cat([inputs[row, 0, :at], word, inputs[row, 0, at:used]])
             out[row, 1, : used + k] = 1
             out_labels[row, : used + k] = torch.cat([labels[row, :at], word_labels, labels[row, at:used]])
-        return out, out_labels
+        return out.to(device), out_labels.to(device)
 
     return augment
 

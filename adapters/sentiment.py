@@ -198,7 +198,8 @@ def vector_noise(defender_inputs: torch.Tensor, scale: float = VECTOR_NOISE_SCAL
     def augment(
         vectors: torch.Tensor, labels: torch.Tensor, generator: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        return vectors + scale * spread * torch.randn(vectors.shape, generator=generator), labels
+        noise = torch.randn(vectors.shape, generator=generator).to(vectors.device)  # drawn on the CPU
+        return vectors + scale * spread.to(vectors.device) * noise, labels
 
     return augment
 

@@ -63,7 +63,7 @@ def predict(
 def data_accuracy(
     model: nn.Module, data: LabelledData, forward: Forward = plain_forward, background: int | None = None
 ) -> float:
-    return accuracy(predict(model, data.inputs, forward), data.labels, background)
+    return accuracy(predict(model, data.inputs, forward), data.labels.cpu(), background)
 
 
 def set_train_mode(model: nn.Module, train_only: list[nn.Module] | None = None) -> None:
@@ -117,14 +117,14 @@ def train_epoch(
     """
     set_train_mode(model, train_only)
     device = model_device(model)
-    total_loss = 0.0
+    total_loss = torch.zeros((), device=device)  # summed on the device: no host sync per batch
     for index in shuffled_batches(len(labels), batch_size, generator):
         x, y = inputs[index], labels[index]
         if augment is not None:
             x, y = augment(x, y, generator)
         if relabel is not None:
             y = relabel(y, generator)
-        x, y = x.to(device), y.to(device)  # after augment/relabel, whose random draws stay on the CPU
+        x, y = x.to(device), y.to(device)  # a no-op when the data already lives there (SEAM moves it once)
         logits = forward(model, x)  # [N, K], or [N, T, K] for per-position labels [N, T]
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), ignore_index=IGNORE_INDEX)
         if extra_loss is not None:
@@ -134,5 +134,5 @@ def train_epoch(
         optimizer.step()
         if scheduler is not None:  # stepped per batch (e.g. OneCycleLR)
             scheduler.step()
-        total_loss += check_finite(loss) * len(index)
-    return total_loss / max(1, len(labels))
+        total_loss += loss.detach() * len(index)
+    return check_finite(total_loss) / max(1, len(labels))

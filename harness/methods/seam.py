@@ -79,9 +79,9 @@ def random_wrong_labels(
     keep their label.
     """
     if any_class:
-        wrong = torch.randint(0, num_classes, labels.shape, generator=generator)
+        wrong = torch.randint(0, num_classes, labels.shape, generator=generator).to(labels.device)
     else:
-        shift = torch.randint(1, num_classes, labels.shape, generator=generator)
+        shift = torch.randint(1, num_classes, labels.shape, generator=generator).to(labels.device)
         wrong = (labels + shift) % num_classes
     kept = labels == IGNORE_INDEX
     if background is not None:
@@ -229,8 +229,9 @@ def seam_once(
     """
     torch.manual_seed(config.seed)  # dropout and any layer init inside the model
     generator = torch.Generator().manual_seed(config.seed)
-    model = copy.deepcopy(task.model).to(resolve_device(config.device))
-    data = task.defender
+    device = resolve_device(config.device)
+    model = copy.deepcopy(task.model).to(device)
+    data = LabelledData(task.defender.inputs.to(device), task.defender.labels.to(device))  # moved once
     k = task.num_classes
     augment = task.augment if config.augment else None
 
