@@ -46,7 +46,7 @@ class SeamConfig:
     original's outputs there teach the primary task beyond the hard labels of a few examples.
 
     The guard (`guard_fraction` > 0) sets that share of the defender's examples of each class apart:
-    SEAM never trains on them, and a result whose accuracy there falls more than `guard_max_drop` below
+    SEAM never trains on them, and a result whose accuracy there falls `guard_max_drop` or more below
     the original model's is `destroyed` (memorising the few training examples passes the recovery goal,
     it does not pass this). `restarts` further SEAM runs (seeds seed+1, ...) follow a run that failed
     (`restart_policy` "on_failure": recovery_failed or destroyed) or always ("best"); the run kept is,

@@ -301,3 +301,10 @@ def test_distillation_pulls_recovery_towards_the_original_outputs():
         return torch.nn.functional.kl_div(ours, original, reduction="batchmean", log_target=True).item()
 
     assert kl_to_original(5.0) < 0.8 * kl_to_original(0.0)
+
+
+def test_the_guard_fires_at_its_drop_exactly_whatever_the_float_rounding():
+    nine_tenths = torch.tensor(9 / 10).item()  # float32 0.9 lies below float64 1.0 - 0.1
+    eight_tenths = torch.tensor(8 / 10).item()  # and float32 0.8 above 0.9 - 0.1
+    assert seam_module.guard_fell(1.0, nine_tenths, 0.1) and seam_module.guard_fell(0.9, eight_tenths, 0.1)
+    assert not seam_module.guard_fell(1.0, 0.95, 0.1) and not seam_module.guard_fell(0.5, 0.6, 0.1)

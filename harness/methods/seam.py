@@ -169,7 +169,10 @@ def seam(
         result.guard_n = len(guard) if guard is not None else 0
         result.guard_acc_orig = guard_acc_orig
         result.guard_acc_final = guard_accuracy(task, result.model, guard)
-        if result.guard_acc_final < guard_acc_orig - config.guard_max_drop and result.status not in FAILED:
+        if (
+            guard_fell(guard_acc_orig, result.guard_acc_final, config.guard_max_drop)
+            and result.status not in FAILED
+        ):
             result.status = "destroyed"
         runs.append(result)
         if config.restart_policy == "on_failure" and result.status not in FAILED:
@@ -179,6 +182,13 @@ def seam(
     kept_run.forget_seconds = sum(r.forget_seconds for r in runs)
     kept_run.recover_seconds = sum(r.recover_seconds for r in runs)
     return kept_run
+
+
+def guard_fell(before: float, after: float, max_drop: float) -> bool:
+    """The guard accuracy fell by `max_drop` or more (compared with a tolerance: accuracies are float32
+    shares such as 9/10, and 0.9 in float32 is below 1.0 - 0.1 in float64)."""
+    drop = before - after
+    return drop > 0 and drop >= max_drop - 1e-6
 
 
 def guard_accuracy(task: Task, model: nn.Module, guard: LabelledData | None) -> float:
