@@ -196,7 +196,8 @@ def plot_fidelity(rows: pd.DataFrame, path: Path) -> None:
         axis.set_xlabel("defender examples per class")
         axis.set_ylabel("Fidelity (poisoned models, every seed)")
         axis.set_title(f"round {round_}")
-        axis.legend(fontsize=8)
-    figure.tight_layout()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="lower center", ncol=max(1, len(variants)), fontsize=8)
+    figure.tight_layout(rect=(0, 0.07, 1, 1))  # room for the legend below the panels
     figure.savefig(path, dpi=120)
     plt.close(figure)
