@@ -286,7 +286,8 @@ def run_job(
     model_dir: Path,
     trust_pickles: bool,
 ) -> dict:
-    """One job on a loaded task: the method on the (possibly cut) defender data, measured after."""
+    """One job on a loaded task: the method on the (possibly cut) defender data, measured after; with
+    `eval_config.cross_fit` on a folder without test data, measured by cross-fitting (`cross_fit`)."""
     started = time.perf_counter()
     try:
         method = methods.method(job.method)
@@ -306,9 +307,10 @@ def run_job(
 
         eval_start = time.perf_counter()
         applies = result.status != methods.NOT_APPLICABLE
-        after = evaluate(result.model, task) if applies else dict.fromkeys(before, math.nan)
-        if fold_statuses and applies:
-            after = cross_fitted
+        if not applies:
+            after = dict.fromkeys(before, math.nan)
+        else:  # cross-fitted: the folds' figures (the saved model has seen every clean example)
+            after = cross_fitted if fold_statuses else evaluate(result.model, task)
         drift = drift_check(task, task.model, result.model) if applies else dict(NO_DRIFT_CHECK)
         eval_after_seconds = time.perf_counter() - eval_start
         status = "drifted" if result.status == "ok" and drift["drifted"] else result.status
