@@ -125,11 +125,26 @@ def few_examples(done: pd.DataFrame) -> dict:
     return {"n_few_examples": int((fewest < FEW_EXAMPLES).sum()), "min_examples": fewest.min()}
 
 
-def summarise(group: pd.DataFrame) -> dict:
-    """The summary figures of a group of rows (models with a result; Fidelity over poisoned ones)."""
+def with_result(group: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(rows with a result, the poisoned ones among them, the clean ones)."""
     done = group[~group["status"].isin(NO_RESULT)]
     poisoned = done[done["poisoned"] == True]  # noqa: E712  (column holds True/False/None)
     clean = done[done["poisoned"] == False]  # noqa: E712
+    return done, poisoned, clean
+
+
+def share_cleaned(poisoned: pd.DataFrame) -> float:
+    """Share of poisoned rows with status ok and Fidelity >= CLEANED_FIDELITY (NaN without any)."""
+    if not len(poisoned):
+        return math.nan
+    return float(
+        ((poisoned["fidelity"].astype(float) >= CLEANED_FIDELITY) & (poisoned["status"] == "ok")).mean()
+    )
+
+
+def summarise(group: pd.DataFrame) -> dict:
+    """The summary figures of a group of rows (models with a result; Fidelity over poisoned ones)."""
+    done, poisoned, clean = with_result(group)
     fidelity = poisoned["fidelity"].astype(float)
     return {
         "n_models": len(group),
@@ -144,9 +159,7 @@ def summarise(group: pd.DataFrame) -> dict:
         "median_fidelity": fidelity.median(),
         "min_fidelity": fidelity.min(),
         "q25_fidelity": fidelity.quantile(0.25) if len(fidelity) else math.nan,
-        "share_cleaned": ((fidelity >= CLEANED_FIDELITY) & (poisoned["status"] == "ok")).mean()
-        if len(fidelity)
-        else math.nan,
+        "share_cleaned": share_cleaned(poisoned),
         "n_destroyed": int((done["status"] == "destroyed").sum()),
         "mean_asr_before": poisoned["asr_before"].astype(float).mean(),
         "mean_asr_after": poisoned["asr_after"].astype(float).mean(),

@@ -17,7 +17,14 @@ import pandas as pd
 
 from harness.config import EvalConfig, round_seam_config
 from harness.files import atomic_write, ensure_folder
-from harness.records import CLEANED_FIDELITY, NO_RESULT, budget_label, load_records, results_table
+from harness.records import (
+    CLEANED_FIDELITY,
+    budget_label,
+    load_records,
+    results_table,
+    share_cleaned,
+    with_result,
+)
 
 CLEAN_ASR = 0.1  # a poisoned model's backdoor counts as gone at or below this ASR after
 RUINED_DROP = 0.1  # an `ok` row whose ACC fell by more than this is a silent failure
@@ -102,15 +109,9 @@ def study_rows(
     return rows
 
 
-def share(mask: pd.Series) -> float:
-    return float(mask.mean()) if len(mask) else math.nan
-
-
 def summarise_study(group: pd.DataFrame) -> dict:
     """Pooled figures over every (model, seed) of one round type, variant and budget."""
-    done = group[~group["status"].isin(NO_RESULT)]
-    poisoned = done[done["poisoned"] == True]  # noqa: E712
-    clean = done[done["poisoned"] == False]  # noqa: E712
+    done, poisoned, clean = with_result(group)
     fidelity = poisoned["fidelity"].astype(float)
     drop = done["acc_before"].astype(float) - done["acc_after"].astype(float)
     clean_drop = drop[clean.index]
@@ -123,8 +124,10 @@ def summarise_study(group: pd.DataFrame) -> dict:
         "mean_fidelity": fidelity.mean(),
         "min_fidelity": fidelity.min(),
         "p10_fidelity": fidelity.quantile(0.1) if len(fidelity) else math.nan,
-        "share_cleaned": share((fidelity >= CLEANED_FIDELITY) & (poisoned["status"] == "ok")),
-        "share_asr_gone": share(poisoned["asr_after"].astype(float) <= CLEAN_ASR),
+        "share_cleaned": share_cleaned(poisoned),
+        "share_asr_gone": float((poisoned["asr_after"].astype(float) <= CLEAN_ASR).mean())
+        if len(poisoned)
+        else math.nan,
         "mean_acc_drop_clean": clean_drop.mean(),
         "worst_acc_drop_clean": clean_drop.max(),
         "flagged": int((done["status"] != "ok").sum()),
@@ -162,7 +165,7 @@ def plot_fidelity(rows: pd.DataFrame, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    poisoned = rows[(rows["poisoned"] == True) & ~rows["status"].isin(NO_RESULT)]  # noqa: E712
+    _, poisoned, _ = with_result(rows)
     rounds = sorted(poisoned["round"].dropna().unique())
     variants = sorted(poisoned["variant"].unique())
     figure, axes = plt.subplots(1, max(1, len(rounds)), figsize=(5 * max(1, len(rounds)), 4), squeeze=False)
