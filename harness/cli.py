@@ -5,6 +5,7 @@ Heavy imports (torch, adapters) happen inside the commands, so `--help` answers 
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from pathlib import Path
@@ -81,15 +82,16 @@ def method_jobs(options: Namespace) -> list:
 
 
 def concrete_device(name: str) -> str:
-    """ "auto" made concrete (said once on stderr, so the records name the device really used)."""
-    if name != "auto":
-        return name
+    """ "auto" made concrete, so the records name the device really used."""
+    return auto_device() if name == "auto" else name
+
+
+@functools.cache  # said once on stderr per command
+def auto_device() -> str:
     from harness.training import resolve_device
 
     device = str(resolve_device("auto"))
-    if not getattr(concrete_device, "said", False):
-        print(f"seam-harness: device auto: using {device}", file=sys.stderr)
-        concrete_device.said = True
+    print(f"seam-harness: device auto: using {device}", file=sys.stderr)
     return device
 
 

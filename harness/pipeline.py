@@ -293,16 +293,16 @@ def run_job(
         method = methods.method(job.method)
         fold_statuses, eval_data = [], task.eval_data
 
-        def run_on(examples: LabelledData) -> methods.MethodResult:
+        def run_on(examples: LabelledData) -> tuple[LabelledData, methods.MethodResult]:
+            """The method on the job's budget of `examples`: (the examples it got, its result)."""
             defender = defender_subset(examples, job.defender_per_class, eval_config.holdout_seed)
-            return method.run(dataclasses.replace(task, defender=defender), job.config)
+            return defender, method.run(dataclasses.replace(task, defender=defender), job.config)
 
         if eval_config.cross_fit and task.eval_data.startswith("clean_example_holdout"):
-            before, cross_fitted, fold_statuses = cross_fit(task, run_on)
+            before, cross_fitted, fold_statuses = cross_fit(task, lambda part: run_on(part)[1])
             task = dataclasses.replace(task, defender=joined(task.defender, task.eval_clean))
             eval_data = task.eval_data.replace("clean_example_holdout", "cross_fit", 1)
-        defender = defender_subset(task.defender, job.defender_per_class, eval_config.holdout_seed)
-        result = run_on(task.defender)
+        defender, result = run_on(task.defender)
         method_seconds = time.perf_counter() - started
 
         eval_start = time.perf_counter()
