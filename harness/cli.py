@@ -292,7 +292,7 @@ TRUST = (
 
 
 def print_few_examples_warning(summary) -> None:
-    from harness.metrics import FEW_EXAMPLES
+    from harness.records import FEW_EXAMPLES
 
     overall = summary[summary["group_by"] == "all"]
     few = overall["n_few_examples"].sum()

@@ -8,9 +8,6 @@ import torch
 
 from harness.task import IGNORE_INDEX
 
-# With fewer items than this, a figure's interval is wide enough to matter (summary and run warn).
-FEW_EXAMPLES = 100
-
 
 def accuracy_counted(labels: torch.Tensor, background: int | None = None) -> torch.Tensor:
     """Which positions ACC counts: not IGNORE_INDEX, and not the `background` class if given."""

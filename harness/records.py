@@ -10,7 +10,6 @@ from pathlib import Path
 import pandas as pd
 
 from harness.files import atomic_write, remove_stale_temp_files
-from harness.metrics import FEW_EXAMPLES
 
 # The results.csv contract (see README); extra record fields follow these columns.
 RESULT_COLUMNS = [
@@ -29,6 +28,9 @@ FLAGGED = (
 )  # a result, but not trusted: not saved
 NO_RESULT = (*FAILED, "not_applicable")  # rows the summaries leave out
 CLEANED_FIDELITY = 0.85  # a poisoned model counts as cleaned at or above this Fidelity, with status ok
+
+# With fewer items than this, a figure's interval is wide enough to matter (summary and run warn).
+FEW_EXAMPLES = 100
 
 
 def records_dir(output_dir: Path) -> Path:

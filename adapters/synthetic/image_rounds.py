@@ -169,21 +169,33 @@ def training_augment(full: torch.Tensor, crop: int):
     return augment
 
 
+MICRO_CNN = "micro_cnn"  # not a torchvision model: for rounds of thousands of models made in minutes
+
+
 def build_model(architecture: str, num_classes: int) -> torch.nn.Module:
+    """A torchvision architecture by name, or `micro_cnn`."""
+    if architecture == MICRO_CNN:
+        return small_cnn((8, 16, 32), num_classes)
     if not hasattr(torchvision.models, architecture):
-        raise ValueError(f"unknown torchvision architecture {architecture!r}")
+        raise ValueError(f"unknown architecture {architecture!r}: a torchvision model name or {MICRO_CNN}")
     return getattr(torchvision.models, architecture)(num_classes=num_classes)
+
+
+def small_cnn(widths: tuple[int, ...], num_classes: int) -> torch.nn.Module:
+    """Conv-BN-ReLU-pool blocks of these widths, global average pooling and a linear classifier, built
+    from torch.nn modules only (so it pickles whole and the safe loader reads it)."""
+    layers: list[torch.nn.Module] = []
+    for c_in, c_out in zip((3, *widths[:-1]), widths, strict=True):
+        layers += [torch.nn.Conv2d(c_in, c_out, 3, padding=1), torch.nn.BatchNorm2d(c_out), torch.nn.ReLU()]
+        layers += [torch.nn.MaxPool2d(2)]
+    return torch.nn.Sequential(
+        *layers, torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(widths[-1], num_classes)
+    )
 
 
 def clean_probe(num_classes: int) -> torch.nn.Module:
     """A small CNN trained on clean data only: what a model with no backdoor does with triggered inputs."""
-    layers: list[torch.nn.Module] = []
-    for c_in, c_out in ((3, 16), (16, 32), (32, 64)):
-        layers += [torch.nn.Conv2d(c_in, c_out, 3, padding=1), torch.nn.BatchNorm2d(c_out), torch.nn.ReLU()]
-        layers += [torch.nn.MaxPool2d(2)]
-    return torch.nn.Sequential(
-        *layers, torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(64, num_classes)
-    )
+    return small_cnn((16, 32, 64), num_classes)
 
 
 def fit(
