@@ -32,10 +32,12 @@ import pandas as pd
 
 ENTRY_POINT = Path(sys.executable).parent / "seam-harness"
 CLI = [str(ENTRY_POINT)] if ENTRY_POINT.is_file() else [sys.executable, "-m", "harness.cli"]
-# Small enough that a model trains in a few seconds, large enough that the trigger is learned (ASR >= 0.9).
-MICRO_ROUND = ["--architectures", "[micro_cnn]", "--img_size_pixels", "20", "--cnn_img_size_pixels", "16",
-               "--train_images_per_class", "100", "--test_images_per_class", "20", "--epochs", "20",
-               "--probe_epochs", "3"]  # fmt: skip
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from adapters.synthetic.specs import MICRO_ROUND  # noqa: E402
+
+MICRO_FLAGS = [
+    a for k, v in MICRO_ROUND.items() for a in (f"--{k}", json.dumps(v) if isinstance(v, list) else str(v))
+]
 
 
 def peak_memory_mb(pid: int) -> float:
@@ -136,7 +138,7 @@ def main() -> None:
     rows: list[tuple[str, object]] = []
 
     make = [*CLI, "make-round", "--round", "3", "--num_models", str(args.num_models), "--seed", "0",
-            "--n_jobs", str(args.n_jobs), "--output_dir", str(args.round_dir), *MICRO_ROUND]  # fmt: skip
+            "--n_jobs", str(args.n_jobs), "--output_dir", str(args.round_dir), *MICRO_FLAGS]  # fmt: skip
     rows.append(("make-round seconds (0 if the round was complete)", round(timed(make), 1)))
 
     from adapters import detect_round

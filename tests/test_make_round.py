@@ -9,7 +9,7 @@ from conftest import TINY, seam_harness
 
 from adapters.common import discover_models, read_config
 from adapters.synthetic.image_rounds import make_round
-from adapters.synthetic.specs import ImageRoundSpec
+from adapters.synthetic.specs import MICRO_ROUND, ImageRoundSpec
 from harness.model_io import load_model
 
 
@@ -56,14 +56,16 @@ def test_both_trigger_kinds_and_several_architectures(tiny_round3):
 
 
 def test_a_model_that_misses_its_targets_fails_loudly(tmp_path):
-    spec = ImageRoundSpec(**{**TINY, "num_models": 1, "min_asr": 1.01, "max_attempts": 2})
+    spec = ImageRoundSpec(
+        **{**TINY, "num_models": 1, "min_asr": 1.01, "max_attempts": 2, "architectures": ["micro_cnn"]}
+    )
     with pytest.raises(RuntimeError, match="missed ACC >= 0.0 / ASR >= 1.01 in 2 attempts"):
         make_round(spec, tmp_path)
     assert not list(tmp_path.glob("id-*")), "nothing half-made is left as a model folder"
 
 
 def test_cli_says_why_a_round_could_not_be_made_without_a_traceback(tmp_path):
-    flags = {**TINY, "num_models": 1, "min_asr": 1.01, "architectures": "[shufflenet_v2_x1_0]"}
+    flags = {**TINY, "num_models": 1, "min_asr": 1.01, "architectures": "[micro_cnn]"}
     args = [arg for key, value in flags.items() for arg in (f"--{key}", value)]
     result = seam_harness("make-round", "--round", "3", "--output_dir", tmp_path, *args, check=False)
     assert result.returncode != 0
@@ -74,7 +76,15 @@ def test_cli_says_why_a_round_could_not_be_made_without_a_traceback(tmp_path):
 
 
 def test_triggers_a_clean_model_already_falls_for_are_refused(tmp_path):
-    spec = ImageRoundSpec(**{**TINY, "num_models": 1, "max_natural_asr": -1.0, "max_trigger_draws": 2})
+    spec = ImageRoundSpec(
+        **{
+            **TINY,
+            "num_models": 1,
+            "max_natural_asr": -1.0,
+            "max_trigger_draws": 2,
+            "architectures": ["micro_cnn"],
+        }
+    )
     with pytest.raises(RuntimeError, match="trained on clean data already falls for each of the 2"):
         make_round(spec, tmp_path)
 
@@ -102,3 +112,16 @@ def test_default_settings_make_a_real_backdoor(tmp_path):
     assert abs(stats["final_triggered_data_test_acc"] - 100 * measured["asr"]) < 1e-6
     # the backdoor comes from the poisoning: a clean model does not fall for the trigger
     assert stats["verification"]["trigger_draws"][-1]["clean_probe_asr"] <= 0.2
+
+
+def test_micro_models_have_a_verified_backdoor_and_load_safely(tmp_path):
+    """The micro preset (large rounds made in minutes) still makes real backdoors; its models are built
+    from torch.nn modules only, so the safe loader reads them."""
+    from adapters import load_task
+    from harness.pipeline import evaluate
+
+    model_dir = make_round(ImageRoundSpec(round=3, num_models=1, seed=0, **MICRO_ROUND), tmp_path)[0]
+    task = load_task(model_dir)
+    assert task.info["poisoned"] and task.info["model_architecture"] == "micro_cnn"
+    measured = evaluate(task.model, task)
+    assert measured["acc"] >= 0.9 and measured["asr"] >= 0.9

@@ -33,6 +33,19 @@ class ImageRoundSpec:
     max_trigger_draws: int = 10
 
 
+# `micro_cnn` models at 16 px: a few seconds per verified model, for rounds of thousands of models
+# (benchmarks/scale.py) and for tests.
+MICRO_ROUND = dict(
+    architectures=["micro_cnn"],
+    img_size_pixels=20,
+    cnn_img_size_pixels=16,
+    train_images_per_class=100,
+    test_images_per_class=20,
+    epochs=20,
+    probe_epochs=3,
+)
+
+
 @dataclass
 class SentimentRoundSpec:
     """Rounds 5/6: frozen embeddings pre-trained once per round, GRU/LSTM/FC heads trained per model."""
