@@ -163,7 +163,10 @@ def augment_batch(
     padded = torch.nn.functional.pad(images, (max_shift,) * 4, mode="replicate")
     dx = torch.randint(0, 2 * max_shift + 1, (n,), generator=generator)
     dy = torch.randint(0, 2 * max_shift + 1, (n,), generator=generator)
-    shifted = torch.stack([padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(n)])
+    # every h x w window of each padded image as a view, then one indexed copy picks image i's (dy, dx)
+    windows = padded.unfold(2, h, 1).unfold(3, w, 1)  # [n, c, 2*shift+1, 2*shift+1, h, w]
+    picks = torch.arange(n, device=images.device)
+    shifted = windows[picks, :, dy.to(images.device), dx.to(images.device)]
     scale = 1.0 + 0.1 * (2 * torch.rand(n, 3, 1, 1, generator=generator) - 1)  # drawn on the CPU
     return (shifted * scale.to(images.device)).clamp(0.0, 1.0), labels
 

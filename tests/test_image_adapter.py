@@ -180,3 +180,18 @@ def test_preprocessing_matches_the_competition(tiny_round3):
     )
     task = load_task(model_dir)
     assert torch.equal(task.defender.inputs[task.defender.names.index(path.name)], expected.float())
+
+
+def test_augmentation_shifts_each_image_by_its_own_offset():
+    """The batched crop equals cutting each image's window out of its padded copy one by one."""
+    images, labels = torch.rand(5, 3, 7, 9), torch.arange(5)
+    shifted, same = image.augment_batch(images, labels, torch.Generator().manual_seed(3), max_shift=2)
+    generator = torch.Generator().manual_seed(3)  # the same draws, in the same order
+    dx = torch.randint(0, 5, (5,), generator=generator)
+    dy = torch.randint(0, 5, (5,), generator=generator)
+    scale = 1.0 + 0.1 * (2 * torch.rand(5, 3, 1, 1, generator=generator) - 1)
+    padded = torch.nn.functional.pad(images, (2,) * 4, mode="replicate")
+    for i in range(5):
+        window = padded[i, :, dy[i] : dy[i] + 7, dx[i] : dx[i] + 9]
+        assert torch.equal(shifted[i], (window * scale[i]).clamp(0.0, 1.0))
+    assert torch.equal(same, labels)
