@@ -43,7 +43,10 @@ class SeamConfig:
     `recover_distill` (> 0) adds that weight times the distillation loss (KL divergence at
     `distill_temperature`, scaled by its square) between the recovering model and the original one on each
     recovery batch: the defender's augmented examples carry the primary task and no trigger, so the
-    original's outputs there teach the primary task beyond the hard labels of a few examples.
+    original's outputs there teach the primary task beyond the hard labels of a few examples. With
+    `distill_inputs` "mixup" the distillation inputs are instead each batch's examples blended pairwise
+    with uniform weights (images and embedding vectors only): inputs between the defender's examples, where
+    a few hard labels say nothing and the original's outputs still carry the primary task.
 
     The guard (`guard_fraction` > 0) sets that share of the defender's examples of each class apart:
     SEAM never trains on them, and a result whose accuracy there falls `guard_max_drop` or more below
@@ -77,6 +80,7 @@ class SeamConfig:
     recover_perturb: float = 0.0
     recover_distill: float = 0.0
     distill_temperature: float = 2.0
+    distill_inputs: Literal["batch", "mixup"] = "batch"
     guard_fraction: float = 0.0
     guard_max_drop: float = 0.1
     restarts: int = 0

@@ -185,7 +185,12 @@ def test_finetuning_changes_only_the_last_two_layers(poisoned_model):
 
 
 ROBUST_SEAM = dataclasses.replace(
-    QUICK["seam"], guard_fraction=0.25, restarts=1, restart_policy="best", recover_distill=1.0
+    QUICK["seam"],
+    guard_fraction=0.25,
+    restarts=1,
+    restart_policy="best",
+    recover_distill=1.0,
+    distill_inputs="mixup",
 )
 BLIND_CASES = [(name, QUICK[name]) for name in QUICK if name != "seam_oracle"] + [("seam", ROBUST_SEAM)]
 

@@ -18,6 +18,7 @@ def cluster_task(seed: int = 0, per_class: int = 12) -> Task:
     centres = torch.randn(K, 8, generator=g) * 4
     labels = torch.arange(K).repeat_interleave(per_class)
     inputs = centres[labels] + torch.randn(len(labels), 8, generator=g) * 0.3
+    torch.manual_seed(seed)  # the model's initial weights: the same task in every test and process
     model = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, K))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(200):
@@ -289,18 +290,28 @@ def test_best_of_restarts_runs_them_all_and_needs_the_guard():
         seam(cluster_task(), quick_config(restarts=1, restart_policy="best"))
 
 
-def test_distillation_pulls_recovery_towards_the_original_outputs():
-    """The distillation term lowers what it measures: KL to the original's outputs at its temperature."""
+@pytest.mark.parametrize("inputs", ["batch", "mixup"])
+def test_distillation_pulls_recovery_towards_the_original_outputs(inputs):
+    """The distillation term lowers what it measures: KL to the original's outputs at its temperature,
+    whether it is taken on the recovery batches or on their pairwise blends."""
     task = cluster_task()
     x = task.defender.inputs
 
     def kl_to_original(weight: float) -> float:
-        model = seam(task, quick_config(recover_epochs_after_goal=5, recover_distill=weight)).model
+        config = quick_config(recover_epochs_after_goal=20, recover_distill=weight, distill_inputs=inputs)
+        model = seam(task, config).model
         with torch.no_grad():
             ours, original = (model(x) / 2).log_softmax(-1), (task.model(x) / 2).log_softmax(-1)
         return torch.nn.functional.kl_div(ours, original, reduction="batchmean", log_target=True).item()
 
-    assert kl_to_original(5.0) < 0.8 * kl_to_original(0.0)
+    assert kl_to_original(5.0) < 0.1 * kl_to_original(0.0)  # hard labels alone grow overconfident
+
+
+def test_mixup_distillation_refuses_token_ids():
+    task = cluster_task()
+    loss = seam_module.distillation_loss(task, 1.0, 2.0, task.model, "mixup", torch.Generator())
+    with pytest.raises(ValueError, match="real-valued inputs"):
+        loss(torch.zeros(4, 2, dtype=torch.long), torch.zeros(4, 2))
 
 
 def test_the_guard_fires_at_its_drop_exactly_whatever_the_float_rounding():

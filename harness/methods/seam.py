@@ -209,14 +209,30 @@ def nan_low(value: float) -> float:
 
 
 def distillation_loss(
-    task: Task, weight: float, temperature: float, student: nn.Module
+    task: Task,
+    weight: float,
+    temperature: float,
+    student: nn.Module,
+    inputs: str = "batch",
+    generator: torch.Generator | None = None,
 ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """weight * T^2 * KL(original || student) at temperature T, per batch of (augmented) inputs."""
+    """weight * T^2 * KL(original || student) at temperature T, per batch of (augmented) inputs, or, with
+    `inputs` "mixup", on the batch's examples blended pairwise (the student sees them in one more pass)."""
+    if inputs not in ("batch", "mixup"):
+        raise ValueError(f"distill_inputs is {inputs!r}: use batch or mixup")
     teacher = copy.deepcopy(task.model).to(next(student.parameters()).device).eval()
 
-    def loss(inputs: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    def loss(batch: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        if inputs == "mixup":
+            if not batch.is_floating_point():
+                raise ValueError("distill_inputs mixup needs real-valued inputs (images, embedding vectors)")
+            share = torch.rand(len(batch), generator=generator).to(batch.device)
+            share = share.reshape(-1, *([1] * (batch.dim() - 1)))
+            partner = torch.randperm(len(batch), generator=generator).to(batch.device)
+            batch = share * batch + (1 - share) * batch[partner]
+            logits = task.forward(student, batch)
         with torch.no_grad():
-            target = torch.log_softmax(task.forward(teacher, inputs) / temperature, dim=-1)
+            target = torch.log_softmax(task.forward(teacher, batch) / temperature, dim=-1)
         log_student = torch.log_softmax(logits / temperature, dim=-1)
         kl = torch.nn.functional.kl_div(
             log_student.reshape(-1, logits.shape[-1]),
@@ -317,7 +333,9 @@ def seam_once(
     )
     distill = None
     if config.recover_distill > 0:
-        distill = distillation_loss(task, config.recover_distill, config.distill_temperature, model)
+        distill = distillation_loss(
+            task, config.recover_distill, config.distill_temperature, model, config.distill_inputs, generator
+        )
     recover_epochs, epochs_after_goal = 0, 0
     acc_final = defender_accuracy()
     best_score, best_state = -math.inf, None
