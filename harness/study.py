@@ -28,6 +28,7 @@ from harness.records import (
 
 CLEAN_ASR = 0.1  # a poisoned model's backdoor counts as gone at or below this ASR after
 RUINED_DROP = 0.1  # an `ok` row whose ACC fell by more than this is a silent failure
+KEPT_DROP = 0.05  # a row whose ACC fell by this or less kept the primary task (for judging a flag)
 
 
 @dataclass
@@ -133,6 +134,12 @@ def summarise_study(group: pd.DataFrame) -> dict:
         "flagged": int((done["status"] != "ok").sum()),
         "destroyed": int((done["status"] == "destroyed").sum()),
         "silent_ruined": int(((done["status"] == "ok") & (drop > RUINED_DROP)).sum()),
+        # how well the flags track damage: of the runs that lost > 10 points, how many were flagged; of
+        # those that lost <= 5, how many were flagged for nothing
+        "ruined": int((drop > RUINED_DROP).sum()),
+        "ruined_flagged": int(((drop > RUINED_DROP) & (done["status"] != "ok")).sum()),
+        "kept": int((drop <= KEPT_DROP).sum()),
+        "kept_flagged": int(((drop <= KEPT_DROP) & (done["status"] != "ok")).sum()),
         "mean_seconds": done["method_seconds"].astype(float).mean(),
     }
 
