@@ -1,14 +1,17 @@
 """Apply docs/robust-seam.md's adoption rule to a study's summary, mechanically.
 
-    python benchmarks/adoption_rule.py S/study_summary.csv [--budgets 5 10]
+    python benchmarks/adoption_rule.py S/study_summary.csv [--budgets 5 10] [--guard_rule B]
 
 Prints, per round type, each variant against `defaults` and the variant the rule adopts. The guard twin of
 a variant is the same settings plus the guard (`guard` for `defaults`, `distill_guard` for `distill`).
+With `--guard_rule B` (the second calibration) the twin clause is off: the variant `guard` is judged as a
+flag by rule B, on S/study_rows.csv beside the summary.
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pandas as pd
 
@@ -42,12 +45,12 @@ def better(candidate: pd.DataFrame, reference: pd.DataFrame) -> bool:
     )
 
 
-def adopted(summary: pd.DataFrame, round_: int, budgets: list[str]) -> str:
+def adopted(summary: pd.DataFrame, round_: int, budgets: list[str], guard_twins: bool = True) -> str:
     variants = sorted(summary[summary["round"] == round_]["variant"].unique())
     base = figures(summary, round_, "defaults", budgets)
     qualifying = []
     for variant in variants:
-        if variant == "defaults":
+        if variant == "defaults" or (not guard_twins and variant == "guard"):
             continue
         own = figures(summary, round_, variant, budgets)
         verdict = no_worse(own, base), better(own, base)
@@ -64,7 +67,7 @@ def adopted(summary: pd.DataFrame, round_: int, budgets: list[str]) -> str:
         f" silent {int(base['silent_ruined'].sum())}"
     )
     winner = min(qualifying)[2] if qualifying else "defaults"
-    twin = GUARD_TWIN.get(winner)
+    twin = GUARD_TWIN.get(winner) if guard_twins else None
     if twin in variants:
         own, reference = figures(summary, round_, twin, budgets), figures(summary, round_, winner, budgets)
         if no_worse(own, reference) and own["silent_ruined"].sum() < reference["silent_ruined"].sum():
@@ -73,15 +76,49 @@ def adopted(summary: pd.DataFrame, round_: int, budgets: list[str]) -> str:
     return winner
 
 
+CAUGHT, FALSE_ALARMS, FIDELITY_TOLERANCE = 0.75, 0.25, 0.02
+
+
+def guard_rule(rows: pd.DataFrame, round_: int, budgets: list[str]) -> bool:
+    """Rule B: at every budget the guard flags >= 0.75 of its ruined runs (ACC down > 10 points), <= 0.25
+    of its kept ones (down <= 5), and its unflagged poisoned runs keep mean Fidelity >= defaults' - 0.02."""
+    met = True
+    for budget in budgets:
+        at = rows[(rows["round"] == round_) & (rows["defender_per_class"].astype(str) == budget)]
+        at = at[at["acc_after"].notna()]
+        guard, base = at[at["variant"] == "guard"], at[at["variant"] == "defaults"]
+        drop = guard["acc_before"] - guard["acc_after"]
+        flagged = guard["status"] != "ok"
+        ruined, kept = drop > 0.1, drop <= 0.05
+        caught = (ruined & flagged).sum() / ruined.sum() if ruined.any() else 1.0
+        alarms = (kept & flagged).sum() / kept.sum() if kept.any() else 0.0
+        passed = guard[~flagged & guard["poisoned"].astype(bool)]["fidelity"].mean()
+        reference = base[base["poisoned"].astype(bool)]["fidelity"].mean()
+        ok = caught >= CAUGHT and alarms <= FALSE_ALARMS and passed >= reference - FIDELITY_TOLERANCE
+        print(
+            f"  guard at {budget}: caught {caught:.2f} of {int(ruined.sum())} ruined, false alarms"
+            f" {alarms:.2f} of {int(kept.sum())} kept, unflagged F {passed:.3f} vs defaults {reference:.3f}:"
+            f" {'met' if ok else 'not met'}"
+        )
+        met &= bool(ok)
+    return met
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("summary")
     parser.add_argument("--budgets", nargs="+", default=["5", "10"])
+    parser.add_argument("--guard_rule", choices=["twin", "B"], default="twin")
     options = parser.parse_args()
     summary = pd.read_csv(options.summary)
+    rows = None
+    if options.guard_rule == "B":
+        rows = pd.read_csv(Path(options.summary).with_name("study_rows.csv"))
     for round_ in sorted(summary["round"].unique()):
         print(f"round {round_}:")
-        print(f"  adopted: {adopted(summary, round_, options.budgets)}")
+        print(f"  adopted: {adopted(summary, round_, options.budgets, options.guard_rule == 'twin')}")
+        if rows is not None:
+            print(f"  guard joins the defaults: {guard_rule(rows, round_, options.budgets)}")
 
 
 if __name__ == "__main__":
