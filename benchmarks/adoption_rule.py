@@ -1,6 +1,6 @@
 """Apply docs/robust-seam.md's adoption rule to a study's summary, mechanically.
 
-    python benchmarks/adoption_rule.py S/study_summary.csv [--budgets 5 10] [--guard_rule B]
+    python benchmarks/adoption_rule.py S/study_summary.csv [--budgets 5 10] [--guard_rule B] [--no_fidelity]
 
 Prints, per round type, each variant against `defaults` and the variant the rule adopts. The guard twin of
 a variant is the same settings plus the guard (`guard` for `defaults`, `distill_guard` for `distill`).
@@ -79,9 +79,10 @@ def adopted(summary: pd.DataFrame, round_: int, budgets: list[str], guard_twins:
 CAUGHT, FALSE_ALARMS, FIDELITY_TOLERANCE = 0.75, 0.25, 0.02
 
 
-def guard_rule(rows: pd.DataFrame, round_: int, budgets: list[str]) -> bool:
+def guard_rule(rows: pd.DataFrame, round_: int, budgets: list[str], fidelity: bool = True) -> bool:
     """Rule B: at every budget the guard flags >= 0.75 of its ruined runs (ACC down > 10 points), <= 0.25
-    of its kept ones (down <= 5), and its unflagged poisoned runs keep mean Fidelity >= defaults' - 0.02."""
+    of its kept ones (down <= 5), and its unflagged poisoned runs keep mean Fidelity >= defaults' - 0.02
+    (not applied with `fidelity` False: rounds whose backdoors are not verified)."""
     met = True
     for budget in budgets:
         at = rows[(rows["round"] == round_) & (rows["defender_per_class"].astype(str) == budget)]
@@ -94,7 +95,8 @@ def guard_rule(rows: pd.DataFrame, round_: int, budgets: list[str]) -> bool:
         alarms = (kept & flagged).sum() / kept.sum() if kept.any() else 0.0
         passed = guard[~flagged & guard["poisoned"].astype(bool)]["fidelity"].mean()
         reference = base[base["poisoned"].astype(bool)]["fidelity"].mean()
-        ok = caught >= CAUGHT and alarms <= FALSE_ALARMS and passed >= reference - FIDELITY_TOLERANCE
+        kept_fidelity = not fidelity or passed >= reference - FIDELITY_TOLERANCE
+        ok = caught >= CAUGHT and alarms <= FALSE_ALARMS and kept_fidelity
         print(
             f"  guard at {budget}: caught {caught:.2f} of {int(ruined.sum())} ruined, false alarms"
             f" {alarms:.2f} of {int(kept.sum())} kept, unflagged F {passed:.3f} vs defaults {reference:.3f}:"
@@ -109,6 +111,7 @@ def main() -> None:
     parser.add_argument("summary")
     parser.add_argument("--budgets", nargs="+", default=["5", "10"])
     parser.add_argument("--guard_rule", choices=["twin", "B"], default="twin")
+    parser.add_argument("--no_fidelity", action="store_true", help="Rule B without its Fidelity condition.")
     options = parser.parse_args()
     summary = pd.read_csv(options.summary)
     rows = None
@@ -118,7 +121,8 @@ def main() -> None:
         print(f"round {round_}:")
         print(f"  adopted: {adopted(summary, round_, options.budgets, options.guard_rule == 'twin')}")
         if rows is not None:
-            print(f"  guard joins the defaults: {guard_rule(rows, round_, options.budgets)}")
+            joins = guard_rule(rows, round_, options.budgets, not options.no_fidelity)
+            print(f"  guard joins the defaults: {joins}")
 
 
 if __name__ == "__main__":
