@@ -12,7 +12,7 @@ from torch import nn
 
 from harness.methods import NOT_APPLICABLE, MethodResult
 from harness.task import Task
-from harness.training import resolve_device, train_epoch
+from harness.training import model_device, resolve_device, train_epoch
 
 
 def working_copy(task: Task, seed: int, device: str) -> tuple[nn.Module, torch.Generator]:
@@ -51,8 +51,9 @@ def train(
     train_only: list[nn.Module] | None = None,
 ) -> None:
     """`epochs` passes over the defender's data (or the given inputs and labels), true labels."""
-    inputs = task.defender.inputs if inputs is None else inputs
-    labels = task.defender.labels if labels is None else labels
+    device = model_device(model)  # the data moves there once, not batch by batch
+    inputs = (task.defender.inputs if inputs is None else inputs).to(device)
+    labels = (task.defender.labels if labels is None else labels).to(device)
     for epoch in range(epochs):
         for group in optimizer.param_groups:
             group["lr"] = lr_at(epoch)

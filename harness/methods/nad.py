@@ -27,7 +27,7 @@ from harness.methods.common import (
     train,
     working_copy,
 )
-from harness.task import Task
+from harness.task import LabelledData, Task
 from harness.training import check_finite, data_accuracy, model_device, shuffled_batches
 
 
@@ -99,7 +99,8 @@ def mitigate(task: Task, config: NadConfig) -> MethodResult:
     teacher_seconds = time.perf_counter() - start
 
     start = time.perf_counter()
-    data, device = task.defender, model_device(student)
+    device = model_device(student)
+    data = LabelledData(task.defender.inputs.to(device), task.defender.labels.to(device))  # moved once
     student_blocks, teacher_blocks = BlockOutputs(student, blocks), BlockOutputs(teacher, blocks)
     optimizer = sgd(
         list(student.parameters()), config.lr, config.momentum, config.weight_decay, nesterov=True
@@ -114,7 +115,6 @@ def mitigate(task: Task, config: NadConfig) -> MethodResult:
                 x, y = data.inputs[index], data.labels[index]
                 if config.augment and task.augment is not None:
                     x, y = task.augment(x, y, generator)
-                x, y = x.to(device), y.to(device)
                 with torch.no_grad():
                     task.forward(teacher, x)
                 logits = task.forward(student, x)

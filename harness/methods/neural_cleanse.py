@@ -55,8 +55,8 @@ def to_unit(raw: torch.Tensor) -> torch.Tensor:
 def reverse_engineer(
     model: nn.Module, task: Task, target: int, config: NeuralCleanseConfig, generator: torch.Generator
 ) -> ReversedTrigger:
-    inputs = task.defender.inputs
     device = model_device(model)
+    inputs = task.defender.inputs.to(device)  # moved once
     _, channels, height, width = inputs.shape
     mask_raw = (torch.rand(1, 1, height, width, generator=generator) * 2 - 1).to(device).requires_grad_()
     pattern_raw = (
@@ -69,7 +69,7 @@ def reverse_engineer(
     for epoch in range(1, config.epochs + 1):
         hits = 0
         for index in shuffled_batches(len(inputs), config.batch_size, generator):
-            x = inputs[index].to(device)
+            x = inputs[index]
             mask, pattern = to_unit(mask_raw), to_unit(pattern_raw)
             logits = task.forward(model, stamp(x, mask, pattern))
             wanted = torch.full((len(x),), target, device=device)
