@@ -32,7 +32,12 @@ import time
 from pathlib import Path
 
 import pandas as pd
+
+# isort: off
+import harness  # noqa: F401  before torch: its OpenMP wait policy then holds for the bare loop too
 import torch
+
+# isort: on
 
 ENTRY_POINT = Path(sys.executable).parent / "seam-harness"  # the installed command, as users start it
 CLI = [str(ENTRY_POINT)] if ENTRY_POINT.is_file() else [sys.executable, "-m", "harness.cli"]
