@@ -2,6 +2,7 @@
 and memory over the batch.
 
     python benchmarks/scale.py --round_dir micro1000 --output_dir micro1000-seam [--num_models 1000]
+        [--methods '[seam]']
 
 1. `make-round --architectures '[micro_cnn]'` at 16 px (kept if the folder is already complete: make-round
    keeps finished model folders), with the generator's wall time;
@@ -134,6 +135,7 @@ def main() -> None:
     parser.add_argument("--kill_after", type=int, default=100, help="records before the SIGKILL")
     parser.add_argument("--n_jobs", type=int, default=2)
     parser.add_argument("--aggregate_records", type=int, default=3000)
+    parser.add_argument("--methods", default="[seam]", help="methods for run; [finetune] is the fastest")
     args = parser.parse_args()
     rows: list[tuple[str, object]] = []
 
@@ -151,7 +153,7 @@ def main() -> None:
     rows += [("models found", len(model_dirs)), ("discovery seconds", round(time.perf_counter() - start, 2))]
 
     run = [*CLI, "run", "--round_dir", str(args.round_dir), "--output_dir", str(args.output_dir),
-           "--n_jobs", str(args.n_jobs), "--save_models", "false"]  # fmt: skip
+           "--n_jobs", str(args.n_jobs), "--save_models", "false", "--methods", args.methods]  # fmt: skip
     start = time.perf_counter()
     first = watched_run(run, args.output_dir, args.kill_after)
     second = watched_run(run, args.output_dir, None)
