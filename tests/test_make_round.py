@@ -125,3 +125,12 @@ def test_micro_models_have_a_verified_backdoor_and_load_safely(tmp_path):
     assert task.info["poisoned"] and task.info["model_architecture"] == "micro_cnn"
     measured = evaluate(task.model, task)
     assert measured["acc"] >= 0.9 and measured["asr"] >= 0.9
+
+
+def test_a_share_exactly_at_the_target_passes_verification():
+    """36 of 40 is 0.9 exactly, though its float32 value lies below the float 0.9."""
+    import torch
+
+    from adapters.synthetic.common import at_least
+
+    assert at_least(torch.tensor(36 / 40).item(), 0.9) and not at_least(torch.tensor(35 / 40).item(), 0.9)

@@ -26,6 +26,11 @@ def attempt_summary(stats: dict) -> str:
     )
 
 
+def at_least(share: float, target: float) -> bool:
+    """share >= target, with a tolerance: shares are float32 (36/40 is 0.89999998 < 0.9)."""
+    return share >= target - 1e-6
+
+
 def train_until_verified(
     description: str,
     train: Callable[[int], tuple[object, dict]],
@@ -43,7 +48,9 @@ def train_until_verified(
     for attempt in range(max_attempts):
         model, stats = train(round_seed * 1000 + index * 10 + attempt)
         attempts.append(stats)
-        if stats["clean_test_acc"] >= min_acc and (not poisoned or stats["triggered_test_asr"] >= min_asr):
+        if at_least(stats["clean_test_acc"], min_acc) and (
+            not poisoned or at_least(stats["triggered_test_asr"], min_asr)
+        ):
             return model, attempts
     targets = f"ACC >= {min_acc} / ASR >= {min_asr}"
     tried = "; ".join(attempt_summary(stats) for stats in attempts)
