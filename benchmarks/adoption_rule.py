@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.study import KEPT_DROP, RUINED_DROP
+
 GUARD_TWIN = {"defaults": "guard", "distill": "distill_guard"}
 P10_TOLERANCE, SHARE_TOLERANCE, DROP_TOLERANCE, GAIN = 0.02, 0.05, 0.01, 0.05
 
@@ -90,7 +92,7 @@ def guard_rule(rows: pd.DataFrame, round_: int, budgets: list[str], fidelity: bo
         guard, base = at[at["variant"] == "guard"], at[at["variant"] == "defaults"]
         drop = guard["acc_before"] - guard["acc_after"]
         flagged = guard["status"] != "ok"
-        ruined, kept = drop > 0.1, drop <= 0.05
+        ruined, kept = drop > RUINED_DROP, drop <= KEPT_DROP
         caught = (ruined & flagged).sum() / ruined.sum() if ruined.any() else 1.0
         alarms = (kept & flagged).sum() / kept.sum() if kept.any() else 0.0
         passed = guard[~flagged & guard["poisoned"].astype(bool)]["fidelity"].mean()

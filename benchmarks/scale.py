@@ -31,9 +31,9 @@ from pathlib import Path
 
 import pandas as pd
 
-ENTRY_POINT = Path(sys.executable).parent / "seam-harness"
-CLI = [str(ENTRY_POINT)] if ENTRY_POINT.is_file() else [sys.executable, "-m", "harness.cli"]
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench import CLI, timed  # noqa: E402  (this folder is on the path when the script runs)
+
 from adapters.synthetic.specs import MICRO_ROUND  # noqa: E402
 
 MICRO_FLAGS = [
@@ -98,12 +98,6 @@ def watched_run(command: list[str], output_dir: Path, kill_after: int | None) ->
 def memory_figures(parent: int, peaks: dict[int, float]) -> dict:
     workers = [mb for pid, mb in peaks.items() if pid != parent]
     return {"parent_mb": peaks.get(parent, math.nan), "worker_mb": max(workers, default=math.nan)}
-
-
-def timed(command: list[str]) -> float:
-    start = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - start
 
 
 def replicated_records(output_dir: Path, copies_dir: Path, total: int) -> int:

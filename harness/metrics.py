@@ -9,6 +9,11 @@ import torch
 from harness.task import IGNORE_INDEX
 
 
+def at_least(share: float, target: float) -> bool:
+    """share >= target, with a tolerance: shares are float32 (36/40 is 0.89999998, below 0.9)."""
+    return share >= target - 1e-6
+
+
 def accuracy_counted(labels: torch.Tensor, background: int | None = None) -> torch.Tensor:
     """Which positions ACC counts: not IGNORE_INDEX, and not the `background` class if given."""
     counted = labels != IGNORE_INDEX

@@ -131,6 +131,6 @@ def test_a_share_exactly_at_the_target_passes_verification():
     """36 of 40 is 0.9 exactly, though its float32 value lies below the float 0.9."""
     import torch
 
-    from adapters.synthetic.common import at_least
+    from harness.metrics import at_least
 
     assert at_least(torch.tensor(36 / 40).item(), 0.9) and not at_least(torch.tensor(35 / 40).item(), 0.9)

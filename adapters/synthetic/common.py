@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from adapters.common import discover_models
+from harness.metrics import at_least
 from harness.parallel import run_parallel, threads_per_worker
 
 
@@ -24,11 +25,6 @@ def attempt_summary(stats: dict) -> str:
     return f"seed {stats['seed']}: ACC {stats['clean_test_acc']:.3f}" + (
         "" if asr is None else f", ASR {asr:.3f}"
     )
-
-
-def at_least(share: float, target: float) -> bool:
-    """share >= target, with a tolerance: shares are float32 (36/40 is 0.89999998 < 0.9)."""
-    return share >= target - 1e-6
 
 
 def train_until_verified(

@@ -32,6 +32,7 @@ from torch import nn
 from harness.config import SeamConfig
 from harness.methods import MethodResult
 from harness.methods.common import split_per_class
+from harness.metrics import at_least
 from harness.task import IGNORE_INDEX, LabelledData, Task
 from harness.training import data_accuracy, resolve_device, train_epoch
 
@@ -188,7 +189,7 @@ def guard_fell(before: float, after: float, max_drop: float) -> bool:
     """The guard accuracy fell by `max_drop` or more (compared with a tolerance: accuracies are float32
     shares such as 9/10, and 0.9 in float32 is below 1.0 - 0.1 in float64)."""
     drop = before - after
-    return drop > 0 and drop >= max_drop - 1e-6
+    return drop > 0 and at_least(drop, max_drop)
 
 
 def guard_accuracy(task: Task, model: nn.Module, guard: LabelledData | None) -> float:
