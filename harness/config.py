@@ -98,11 +98,16 @@ class EvalConfig:
     `cross_fit`: the method runs on each part of the split and is measured on the other (ACC pooled over
     both, ASR averaged), then once more on all the clean examples: that model is the one saved, and the
     row's figures are the cross-fitted estimate for it. Three runs instead of one.
+
+    `drift_min_agreement`: where the round has a drift check (rounds 5/6), a result that agrees with the
+    original on less than this share of the check's inputs is `drifted` (0.75: docs/robust-seam.md,
+    "Drift agreement flag"; 0 turns the agreement condition off).
     """
 
     holdout_fraction: float = 0.5
     holdout_seed: int = 0
     cross_fit: bool = False
+    drift_min_agreement: float = 0.75
 
 
 def round_config_path(round_number: int) -> Path:

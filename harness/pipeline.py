@@ -85,10 +85,13 @@ NO_DRIFT_CHECK = {"drift_n": 0, "drift_acc_before": math.nan, "drift_acc_after":
                   "drift_agreement": math.nan, "drifted": False}  # fmt: skip
 
 
-def drift_check(task: Task, original: nn.Module, mitigated: nn.Module) -> dict:
+def drift_check(
+    task: Task, original: nn.Module, mitigated: nn.Module, min_agreement: float = 0.0
+) -> dict:
     """The blind drift check: accuracy before and after on `task.drift_check` (inputs made from the
     defender's data that no method trains on) and how often the two models agree there. `drifted`:
-    the accuracy after fell below the 95 % Wilson interval of the accuracy before."""
+    the accuracy after fell below the 95 % Wilson interval of the accuracy before, or the two models
+    agree on less than `min_agreement` of the inputs."""
     check = task.drift_check
     if check is None:
         return dict(NO_DRIFT_CHECK)
@@ -98,12 +101,13 @@ def drift_check(task: Task, original: nn.Module, mitigated: nn.Module) -> dict:
     acc_after = accuracy(after, check.labels, task.background_class)
     counted = accuracy_counted(check.labels, task.background_class)
     low, _ = wilson_interval(acc_before, int(counted.sum()))
+    agreement = float((before == after)[counted].float().mean())
     return {
         "drift_n": int(counted.sum()),
         "drift_acc_before": acc_before,
         "drift_acc_after": acc_after,
-        "drift_agreement": float((before == after)[counted].float().mean()),
-        "drifted": bool(acc_after < low),
+        "drift_agreement": agreement,
+        "drifted": bool(acc_after < low or agreement < min_agreement),
     }
 
 
@@ -311,7 +315,11 @@ def run_job(
             after = dict.fromkeys(before, math.nan)
         else:  # cross-fitted: the folds' figures (the saved model has seen every clean example)
             after = cross_fitted if fold_statuses else evaluate(result.model, task)
-        drift = drift_check(task, task.model, result.model) if applies else dict(NO_DRIFT_CHECK)
+        drift = (
+            drift_check(task, task.model, result.model, eval_config.drift_min_agreement)
+            if applies
+            else dict(NO_DRIFT_CHECK)
+        )
         eval_after_seconds = time.perf_counter() - eval_start
         status = "drifted" if result.status == "ok" and drift["drifted"] else result.status
 

@@ -134,5 +134,20 @@ def test_drift_check_flags_a_head_that_lost_the_task():
     lost = drift_check(task, original, ruined)
     assert lost["drifted"] and lost["drift_acc_after"] == pytest.approx(float((labels == 0).float().mean()))
     assert lost["drift_n"] == 200 and lost["drift_agreement"] == pytest.approx(lost["drift_acc_after"])
+    # A head exactly as accurate as the original that agrees with it about half the time: the second
+    # half of the inputs is the first with features 0 and 1 swapped, and labelled by feature 1.
+    half = inputs[:100]
+    swapped_inputs = torch.cat([half, half[:, [1, 0, *range(2, 8)]]])
+    swapped_labels = torch.cat([half[:, 0] > 0, half[:, 0] > 0]).long()
+    swapped = LabelledData(swapped_inputs, swapped_labels)
+    other = torch.nn.Linear(8, 2)
+    with torch.no_grad():
+        other.weight.zero_()
+        other.weight[1, 1] = 1.0  # class 1 exactly when the second feature is positive
+        other.bias.zero_()
+    swap_task = Task(original, 2, swapped, swapped, None, "test", drift_check=swapped)
+    unsure = drift_check(swap_task, original, other, min_agreement=0.75)
+    assert unsure["drift_acc_before"] == unsure["drift_acc_after"] and unsure["drift_agreement"] < 0.75
+    assert unsure["drifted"] and not drift_check(swap_task, original, other)["drifted"]
     no_check = drift_check(Task(original, 2, check, check, None, "test"), original, ruined)
     assert no_check["drift_n"] == 0 and not no_check["drifted"]
