@@ -7,6 +7,7 @@ list of one-to-one source_class -> target_class entries. Keys are read case-inse
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -171,6 +172,33 @@ def augment_batch(
     return (shifted * scale.to(images.device)).clamp(0.0, 1.0), labels
 
 
+# The blind drift check's inputs (harness/task.py): zoomed views of the defender's images, a window of
+# 60-80 % of each side at a seeded place scaled back to full size, four per image. SEAM's augmentation
+# shifts by a few pixels and never zooms, so no method trains on these views. Recorded only on image
+# rounds: no agreement or accuracy rule has been chosen for them yet (docs/robust-seam.md).
+VIEWS_PER_IMAGE = 4
+ZOOM_SIDE = (0.6, 0.8)
+
+
+def zoomed_views(defender: LabelledData, seed: int) -> LabelledData:
+    """VIEWS_PER_IMAGE zoomed views of each defender image, with its label."""
+    generator = torch.Generator().manual_seed(seed)
+    images = defender.inputs
+    _, _, h, w = images.shape
+    views = []
+    for image in images:
+        for _ in range(VIEWS_PER_IMAGE):
+            low, high = ZOOM_SIDE
+            side = low + (high - low) * float(torch.rand((), generator=generator))
+            ch, cw = max(1, round(side * h)), max(1, round(side * w))
+            top = int(torch.randint(0, h - ch + 1, (), generator=generator))
+            left = int(torch.randint(0, w - cw + 1, (), generator=generator))
+            window = image[None, :, top : top + ch, left : left + cw]
+            views.append(torch.nn.functional.interpolate(window, size=(h, w), mode="bilinear"))
+    names = [f"{name}#zoom{k}" for name in defender.names for k in range(VIEWS_PER_IMAGE)]
+    return LabelledData(torch.cat(views), defender.labels.repeat_interleave(VIEWS_PER_IMAGE), names)
+
+
 def load_task(
     model_dir: Path,
     holdout_fraction: float = 0.5,
@@ -200,7 +228,10 @@ def load_task(
         holdout_fraction,
         holdout_seed,
     )
-    return _task(model_dir, config, model, defender, eval_clean, eval_triggered, eval_data)
+    task = _task(model_dir, config, model, defender, eval_clean, eval_triggered, eval_data)
+    return dataclasses.replace(
+        task, drift_check=zoomed_views(defender, holdout_seed), drift_check_flags=False
+    )
 
 
 def _task(

@@ -85,9 +85,7 @@ NO_DRIFT_CHECK = {"drift_n": 0, "drift_acc_before": math.nan, "drift_acc_after":
                   "drift_agreement": math.nan, "drifted": False}  # fmt: skip
 
 
-def drift_check(
-    task: Task, original: nn.Module, mitigated: nn.Module, min_agreement: float = 0.0
-) -> dict:
+def drift_check(task: Task, original: nn.Module, mitigated: nn.Module, min_agreement: float = 0.0) -> dict:
     """The blind drift check: accuracy before and after on `task.drift_check` (inputs made from the
     defender's data that no method trains on) and how often the two models agree there. `drifted`:
     the accuracy after fell below the 95 % Wilson interval of the accuracy before, or the two models
@@ -107,7 +105,7 @@ def drift_check(
         "drift_acc_before": acc_before,
         "drift_acc_after": acc_after,
         "drift_agreement": agreement,
-        "drifted": bool(acc_after < low or agreement < min_agreement),
+        "drifted": task.drift_check_flags and bool(acc_after < low or agreement < min_agreement),
     }
 
 

@@ -62,8 +62,10 @@ class Task:
     [N, T, K] for [N, T] labels).
 
     `drift_check` (optional) holds labelled inputs made from the defender's data that no method trains
-    on (text rounds: word windows of the defender's reviews); the pipeline compares the model before
-    and after on them, blind, to flag a mitigated model that lost the primary task (README, "Status").
+    on (text rounds: word windows of the defender's reviews; image rounds: zoomed views of its images);
+    the pipeline compares the model before and after on them, blind, to flag a mitigated model that lost
+    the primary task (README, "Status"). With `drift_check_flags` False the figures are recorded and
+    nothing is flagged (a round type whose flag rule has not been chosen yet).
 
     `background_class` (optional, per-position tasks) is the class meaning "nothing here" (NER's O):
     forgetting keeps its labels instead of drawing wrong ones, and accuracy (SEAM's stopping rules and
@@ -84,3 +86,4 @@ class Task:
     forward: Callable[[nn.Module, torch.Tensor], torch.Tensor] = plain_forward
     background_class: int | None = None
     drift_check: LabelledData | None = None
+    drift_check_flags: bool = True
