@@ -127,6 +127,37 @@ def test_micro_models_have_a_verified_backdoor_and_load_safely(tmp_path):
     assert measured["acc"] >= 0.9 and measured["asr"] >= 0.9
 
 
+def test_a_model_does_not_depend_on_what_its_worker_made_before(tmp_path):
+    """A worker process makes several models in turn; the same model must come out the same whatever it
+    drew before (the initial weights are seeded, not taken from the process's random state)."""
+    import torch
+
+    from adapters.synthetic.image_rounds import make_model, plan_model
+
+    spec = ImageRoundSpec(round=3, num_models=3, seed=0, **MICRO_ROUND)
+    assert not plan_model(spec, 2)["poisoned"]  # a clean model: no seeded probe trained before it
+    make_model(spec, 2, tmp_path / "first")
+    torch.rand(1000)  # another model's draws in the same process
+    make_model(spec, 2, tmp_path / "second")
+    first, second = (
+        torch.load(tmp_path / d / "id-00000002" / "model.pt", weights_only=False) for d in ("first", "second")
+    )
+    for a, b in zip(first.state_dict().values(), second.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_an_unlearned_trigger_is_drawn_again_then_named(tmp_path):
+    """A poisoned model whose trigger no training seed learns gets a new trigger draw; when every draw
+    misses, the error names the model and how many draws were tried."""
+    from adapters.synthetic.common import VerificationError
+    from adapters.synthetic.image_rounds import make_model
+
+    flags = {**MICRO_ROUND, "epochs": 1, "max_attempts": 1, "max_trigger_draws": 2, "min_asr": 1.01}
+    with pytest.raises(VerificationError, match=r"id-00000000: none of the 2 polygon trigger draws"):
+        make_model(ImageRoundSpec(round=3, num_models=1, seed=0, **flags), 0, tmp_path)
+    assert not (tmp_path / "id-00000000").exists()
+
+
 def test_a_share_exactly_at_the_target_passes_verification():
     """36 of 40 is 0.9 exactly, though its float32 value lies below the float 0.9."""
     import torch
