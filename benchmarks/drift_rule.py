@@ -9,7 +9,7 @@ the threshold τ the rule gives and whether it is adopted:
   lowest kept and the highest ruined agreement, rounded down to 0.05;
 - `kept_share` (images): τ is the largest multiple of 0.05 below which at most 10 % of the kept runs fall;
   adopted if at least 75 % of the ruined runs fall below it.
-`check` prints, per round and budget, how many ruined and kept runs fall below a given τ.
+`check` prints, per round (`round_name`) and budget, how many ruined and kept runs fall below a given τ.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def choose(rows: pd.DataFrame, rule: str) -> tuple[float | None, str]:
 
 def check(rows: pd.DataFrame, threshold: float) -> pd.DataFrame:
     rows = rows.assign(below=rows["drift_agreement"] < threshold)
-    keys = ["round", "defender_per_class"] if "defender_per_class" in rows else ["round"]
+    keys = [k for k in ("round_name", "defender_per_class") if k in rows]
     out = []
     for key, part in rows.groupby(keys, dropna=False):
         ruined, kept = part[part["drop"] > RUINED_DROP], part[part["drop"] <= KEPT_DROP]
