@@ -98,25 +98,10 @@ def test_same_seed_same_round(tiny_round3, tmp_path):
     ).read_bytes()
 
 
-def test_default_settings_make_a_real_backdoor(tmp_path):
-    """One model at the generator's defaults (a poisoned resnet18), re-measured through the adapter."""
-    from adapters import load_task
-    from harness.pipeline import evaluate
-
-    model_dir = make_round(ImageRoundSpec(round=3, num_models=1, seed=0), tmp_path)[0]
-    task = load_task(model_dir)
-    assert task.info["poisoned"] and task.info["model_architecture"] == "resnet18"
-    measured = evaluate(task.model, task)
-    assert measured["acc"] >= 0.9 and measured["asr"] >= 0.9
-    stats = json.loads((model_dir / "model_stats.json").read_text())
-    assert abs(stats["final_triggered_data_test_acc"] - 100 * measured["asr"]) < 1e-6
-    # the backdoor comes from the poisoning: a clean model does not fall for the trigger
-    assert stats["verification"]["trigger_draws"][-1]["clean_probe_asr"] <= 0.2
-
-
 def test_micro_models_have_a_verified_backdoor_and_load_safely(tmp_path):
-    """The micro preset (large rounds made in minutes) still makes real backdoors; its models are built
-    from torch.nn modules only, so the safe loader reads them."""
+    """The micro preset (large rounds made in minutes) makes real backdoors, which the harness measures as
+    the generator verified them; its models are built from torch.nn modules only, so the safe loader reads
+    them. (The generator's default settings are exercised by the README demo, which verifies every model.)"""
     from adapters import load_task
     from harness.pipeline import evaluate
 
@@ -125,6 +110,11 @@ def test_micro_models_have_a_verified_backdoor_and_load_safely(tmp_path):
     assert task.info["poisoned"] and task.info["model_architecture"] == "micro_cnn"
     measured = evaluate(task.model, task)
     assert measured["acc"] >= 0.9 and measured["asr"] >= 0.9
+    # the harness re-measures what the generator verified
+    stats = json.loads((model_dir / "model_stats.json").read_text())
+    assert abs(stats["final_triggered_data_test_acc"] - 100 * measured["asr"]) < 1e-6
+    # the backdoor comes from the poisoning: a clean model does not fall for the trigger
+    assert stats["verification"]["trigger_draws"][-1]["clean_probe_asr"] <= 0.2
 
 
 def test_a_model_does_not_depend_on_what_its_worker_made_before(tmp_path):
