@@ -74,7 +74,7 @@ def test_ner_trigger_no_seed_learns_is_redrawn_then_fails_loudly(tiny_round7, tm
     monkeypatch.setattr(ner_rounds, "draw_trigger", lambda *a: drawn.append(1) or real_draw(*a))
     settings = {"num_models": 1, "min_asr": 1.01, "max_attempts": 1, "max_trigger_draws": 2}
     spec = NerRoundSpec(**{**TINY_NER, **settings})
-    missed = r"id-00000000: none of the 2 \w+ triggers drawn .* in 1 attempts"
+    missed = r"id-00000000: none of the 2 \w+ trigger draws .* in 1 attempts"
     with pytest.raises(VerificationError, match=missed):
         ner_rounds.make_round(spec, tmp_path, n_jobs=1)
     assert len(drawn) == 2 and not (tmp_path / "models" / "id-00000000").exists()

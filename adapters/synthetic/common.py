@@ -8,12 +8,15 @@ import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pandas as pd
 
 from adapters.common import discover_models
 from harness.metrics import at_least
 from harness.parallel import run_parallel, threads_per_worker
+
+Drawn = TypeVar("Drawn")
 
 
 class VerificationError(RuntimeError):
@@ -51,6 +54,45 @@ def train_until_verified(
     targets = f"ACC >= {min_acc} / ASR >= {min_asr}"
     tried = "; ".join(attempt_summary(stats) for stats in attempts)
     raise VerificationError(f"{description} missed {targets} in {len(attempts)} attempts ({tried})")
+
+
+def train_with_trigger_draws(
+    model_id: str,
+    description: str,
+    kind: str | None,
+    draw: Callable[[], Drawn],
+    train: Callable[[Drawn | None, int], tuple[object, dict]],
+    name: Callable[[Drawn], str],
+    spec: object,
+    index: int,
+) -> tuple[object, list[dict], Drawn | None, list[dict]]:
+    """`train_until_verified`, with a new trigger draw when no training seed learns the current one.
+
+    A trigger some draws make unlearnable for the architecture (seen: a polygon on a 16-pixel micro_cnn
+    and a global NER character trigger, both stuck at ASR 0.80-0.85 on three seeds) is replaced, up to
+    `spec.max_trigger_draws`. `kind` None is a clean model: nothing is drawn and one miss raises.
+    Returns (model, attempts of the draw that passed, that draw, the draws missed with their errors).
+    """
+    poisoned = kind is not None
+    missed: list[dict] = []
+    for _ in range(spec.max_trigger_draws if poisoned else 1):
+        drawn = draw() if poisoned else None
+        try:
+            model, attempts = train_until_verified(
+                description,
+                lambda seed, d=drawn: train(d, seed),
+                *(spec.seed, index, spec.max_attempts, spec.min_acc, spec.min_asr, poisoned),
+            )
+            return model, attempts, drawn, missed
+        except VerificationError as miss:
+            if not poisoned:
+                raise
+            missed.append({"trigger": name(drawn), "error": str(miss)})
+    names = ", ".join(m["trigger"] for m in missed)
+    raise VerificationError(
+        f"{model_id}: none of the {len(missed)} {kind} trigger draws ({names}) reached"
+        f" ACC >= {spec.min_acc} / ASR >= {spec.min_asr}; last: {missed[-1]['error']}"
+    )
 
 
 def publish_model_folder(round_dir: Path, model_id: str, write: Callable[[Path], None]) -> Path:

@@ -29,7 +29,7 @@ from adapters.synthetic.common import (
     VerificationError,
     make_models,
     publish_model_folder,
-    train_until_verified,
+    train_with_trigger_draws,
     verified_model_stats,
     write_metadata,
 )
@@ -54,6 +54,13 @@ class Trigger:
     size_fraction: float | None = None
     instagram_filter: str | None = None
     polygon: Image.Image | None = None
+
+
+def trigger_name(trigger: Trigger) -> str:
+    """A short name for error messages: `instagram XProII` or `polygon 5 sides, 0.12 of the image`."""
+    if trigger.kind == "instagram":
+        return f"instagram {trigger.instagram_filter}"
+    return f"polygon {trigger.polygon_side_count} sides, {trigger.size_fraction:.2f} of the image"
 
 
 def plan_model(spec: ImageRoundSpec, index: int) -> dict:
@@ -383,33 +390,23 @@ def make_model(spec: ImageRoundSpec, index: int, round_dir: Path, threads: int =
             "example_t": make_triggered(foregrounds, spec, rng, attack, spec.clean_examples_per_class),
         }
 
-    # Triggers that no training seed learns to ASR >= min_asr (seen: a polygon on a 16-pixel micro_cnn
-    # stuck at 0.80-0.85 on three seeds) are replaced by a new draw, up to max_trigger_draws, as in
-    # NER rounds; the model's stats list the draws missed.
-    drawn: dict = {"triggers": [], "draws": []}
-    missed: list[str] = []
-    for redraw in range(spec.max_trigger_draws if plan["poisoned"] else 1):
-        attempt_data = dict(data)
-        if plan["poisoned"]:
-            drawn = poison()
-            attempt_data.update({k: drawn[k] for k in ("train_images", "train_labels", "test_triggered")})
-        try:
-            model, attempts = train_until_verified(
-                f"{plan['model_id']} ({plan['architecture']}, poisoned={plan['poisoned']})",
-                lambda seed, d=attempt_data: train_and_verify(spec, plan, d, seed),
-                *(spec.seed, index, spec.max_attempts, spec.min_acc, spec.min_asr, plan["poisoned"]),
-            )
-            break
-        except VerificationError as miss:
-            if not plan["poisoned"]:
-                raise
-            missed.append(str(miss))
-            if redraw == spec.max_trigger_draws - 1:
-                raise VerificationError(
-                    f"{plan['model_id']}: none of the {len(missed)} {plan['kind']} trigger draws was learned"
-                    f" to ACC >= {spec.min_acc} / ASR >= {spec.min_asr}; last: {miss}"
-                ) from None
-    data = attempt_data
+    def train(drawn: dict | None, seed: int) -> tuple[torch.nn.Module, dict]:
+        keys = ("train_images", "train_labels", "test_triggered")
+        return train_and_verify(spec, plan, {**data, **{k: drawn[k] for k in keys}} if drawn else data, seed)
+
+    model, attempts, drawn, missed = train_with_trigger_draws(
+        plan["model_id"],
+        f"{plan['model_id']} ({plan['architecture']}, poisoned={plan['poisoned']})",
+        plan["kind"],
+        poison,
+        train,
+        lambda drawn: " + ".join(trigger_name(t) for t in drawn["triggers"]),
+        spec,
+        index,
+    )
+    drawn = drawn or {"triggers": [], "draws": []}
+    if plan["poisoned"]:
+        data = {**data, "test_triggered": drawn["test_triggered"]}
     triggers, draws, example_t = drawn["triggers"], drawn["draws"], drawn.get("example_t")
     seed = attempts[-1]["seed"]
 

@@ -24,10 +24,9 @@ from adapters.common import discover_models
 from adapters.ner import IGNORE_INDEX, encode_words, ner_forward, pack, pad_labels, triggered_labels
 from adapters.synthetic import text_corpus
 from adapters.synthetic.common import (
-    VerificationError,
     make_models,
     publish_model_folder,
-    train_until_verified,
+    train_with_trigger_draws,
     verified_model_stats,
     write_metadata,
 )
@@ -241,33 +240,32 @@ def make_model(spec: NerRoundSpec, index: int, round_dir: Path, threads: int = 1
             )
         return model, stats
 
-    # A trigger that no training seed learns to ASR >= min_asr (seen: a global character trigger stuck
-    # at 0.80-0.83 on three seeds) is replaced by a new draw, up to max_trigger_draws.
-    trigger, trig_test, trig_examples, missed = None, [], [], []
-    for draw in range(spec.max_trigger_draws if plan["poisoned"] else 1):
-        model_train, triggered = train, None
-        if plan["poisoned"]:
-            trigger = draw_trigger(plan, rng, spec.triggered_fraction)
-            model_train, trig_test, trig_examples = poison(trigger)
-            triggered = triggered_tensors(tokenizer, trigger, trig_test)
-        train_x, train_y = encode(tokenizer, model_train)
-        try:
-            model, attempts = train_until_verified(
-                f"{plan['model_id']} (NerLinear on {plan['embedding']}, poisoned={plan['poisoned']})",
-                lambda seed, x=train_x, y=train_y, t=triggered: train_and_verify(seed, x, y, t),
-                *(spec.seed, index, spec.max_attempts, spec.min_acc, spec.min_asr, trigger is not None),
-            )
-            break
-        except VerificationError as miss:
-            if trigger is None:
-                raise
-            missed.append({"trigger_text": trigger["trigger_executor"]["trigger_text"], "error": str(miss)})
-            if draw == spec.max_trigger_draws - 1:
-                texts = ", ".join(repr(m["trigger_text"]) for m in missed)
-                raise VerificationError(
-                    f"{plan['model_id']}: none of the {len(missed)} {plan['kind']} triggers drawn ({texts})"
-                    f" reached ASR >= {spec.min_asr} with ACC >= {spec.min_acc}; last: {miss}"
-                ) from None
+    def draw() -> dict:
+        trigger = draw_trigger(plan, rng, spec.triggered_fraction)
+        model_train, trig_test, trig_examples = poison(trigger)
+        triggered = triggered_tensors(tokenizer, trigger, trig_test)
+        train_xy = encode(tokenizer, model_train)
+        return {"trigger": trigger, "train": train_xy, "triggered": triggered, "trig_test": trig_test,
+                "trig_examples": trig_examples}  # fmt: skip
+
+    clean_train = None if plan["poisoned"] else encode(tokenizer, train)
+
+    def train_drawn(drawn: dict | None, seed: int) -> tuple[torch.nn.Module, dict]:
+        train_x, train_y = drawn["train"] if drawn else clean_train
+        return train_and_verify(seed, train_x, train_y, drawn["triggered"] if drawn else None)
+
+    model, attempts, drawn, missed = train_with_trigger_draws(
+        plan["model_id"],
+        f"{plan['model_id']} (NerLinear on {plan['embedding']}, poisoned={plan['poisoned']})",
+        plan["kind"],
+        draw,
+        train_drawn,
+        lambda drawn: repr(drawn["trigger"]["trigger_executor"]["trigger_text"]),
+        spec,
+        index,
+    )
+    trigger = drawn["trigger"] if drawn else None
+    trig_test, trig_examples = (drawn["trig_test"], drawn["trig_examples"]) if drawn else ([], [])
     final = attempts[-1]
     config = round_config(spec, family, trigger, final["seed"])
     model_stats = verified_model_stats(
