@@ -7,7 +7,6 @@ list of one-to-one source_class -> target_class entries. Keys are read case-inse
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 from pathlib import Path
@@ -228,10 +227,8 @@ def load_task(
         holdout_fraction,
         holdout_seed,
     )
-    task = _task(model_dir, config, model, defender, eval_clean, eval_triggered, eval_data)
-    return dataclasses.replace(
-        task, drift_check=zoomed_views(defender, holdout_seed), drift_check_flags=False
-    )
+    drift_check = zoomed_views(defender, holdout_seed)
+    return _task(model_dir, config, model, defender, eval_clean, eval_triggered, eval_data, drift_check)
 
 
 def _task(
@@ -242,6 +239,7 @@ def _task(
     eval_clean: LabelledData,
     eval_triggered: TriggeredData | None,
     eval_data: str,
+    drift_check: LabelledData | None = None,
 ) -> Task:
     num_classes = config_whole_number(config, "number_classes", model_dir, 2, 100_000)
     return Task(
@@ -253,6 +251,8 @@ def _task(
         eval_data=eval_data,
         info=folder_info(model_dir, config),
         augment=augment_batch,
+        drift_check=drift_check,
+        drift_check_flags=False,
     )
 
 
