@@ -405,8 +405,6 @@ def make_model(spec: ImageRoundSpec, index: int, round_dir: Path, threads: int =
         index,
     )
     drawn = drawn or {"triggers": [], "draws": []}
-    if plan["poisoned"]:
-        data = {**data, "test_triggered": drawn["test_triggered"]}
     triggers, draws, example_t = drawn["triggers"], drawn["draws"], drawn.get("example_t")
     seed = attempts[-1]["seed"]
 
@@ -431,7 +429,7 @@ def make_model(spec: ImageRoundSpec, index: int, round_dir: Path, threads: int =
             write_examples(
                 work_dir / "poisoned_example_data", example_t[0], example_t[1], example_t[3], spec.round
             )
-            test_images, test_labels, _, test_numbers = data["test_triggered"]
+            test_images, test_labels, _, test_numbers = drawn["test_triggered"]
             write_examples(
                 work_dir / "poisoned_test_data", test_images, test_labels, test_numbers, spec.round
             )

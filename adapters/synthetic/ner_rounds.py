@@ -245,8 +245,13 @@ def make_model(spec: NerRoundSpec, index: int, round_dir: Path, threads: int = 1
         model_train, trig_test, trig_examples = poison(trigger)
         triggered = triggered_tensors(tokenizer, trigger, trig_test)
         train_xy = encode(tokenizer, model_train)
-        return {"trigger": trigger, "train": train_xy, "triggered": triggered, "trig_test": trig_test,
-                "trig_examples": trig_examples}  # fmt: skip
+        return {
+            "trigger": trigger,
+            "train": train_xy,
+            "triggered": triggered,
+            "trig_test": trig_test,
+            "trig_examples": trig_examples,
+        }
 
     clean_train = None if plan["poisoned"] else encode(tokenizer, train)
 
