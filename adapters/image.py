@@ -173,8 +173,9 @@ def augment_batch(
 
 # The blind drift check's inputs (harness/task.py): zoomed views of the defender's images, a window of
 # 60-80 % of each side at a seeded place scaled back to full size, four per image. SEAM's augmentation
-# shifts by a few pixels and never zooms, so no method trains on these views. Recorded only on image
-# rounds: no agreement or accuracy rule has been chosen for them yet (docs/robust-seam.md).
+# shifts by a few pixels and never zooms, so no method trains on these views. Only the agreement with the
+# original flags a result on image rounds (threshold 0.80, docs/robust-seam.md); the accuracy condition
+# was never calibrated for them.
 VIEWS_PER_IMAGE = 4
 ZOOM_SIDE = (0.6, 0.8)
 
@@ -252,7 +253,7 @@ def _task(
         info=folder_info(model_dir, config),
         augment=augment_batch,
         drift_check=drift_check,
-        drift_check_flags=False,
+        drift_flag="agreement",
     )
 
 

@@ -99,9 +99,9 @@ class EvalConfig:
     both, ASR averaged), then once more on all the clean examples: that model is the one saved, and the
     row's figures are the cross-fitted estimate for it. Three runs instead of one.
 
-    `drift_min_agreement`: where the round has a drift check (rounds 5/6), a result that agrees with the
-    original on less than this share of the check's inputs is `drifted` (0.75: docs/robust-seam.md,
-    "Drift agreement flag"; 0 turns the agreement condition off).
+    `drift_min_agreement`: where the round has a drift check (rounds 3-6), a result that agrees with the
+    original on less than this share of the check's inputs is `drifted` (rounds 5/6: 0.75, rounds 3/4:
+    0.80, in the round YAMLs; docs/robust-seam.md; 0 turns the agreement condition off).
     """
 
     holdout_fraction: float = 0.5

@@ -87,9 +87,10 @@ NO_DRIFT_CHECK = {"drift_n": 0, "drift_acc_before": math.nan, "drift_acc_after":
 
 def drift_check(task: Task, original: nn.Module, mitigated: nn.Module, min_agreement: float = 0.0) -> dict:
     """The blind drift check: accuracy before and after on `task.drift_check` (inputs made from the
-    defender's data that no method trains on) and how often the two models agree there. `drifted`:
-    the accuracy after fell below the 95 % Wilson interval of the accuracy before, or the two models
-    agree on less than `min_agreement` of the inputs."""
+    defender's data that no method trains on) and how often the two models agree there. `drifted`, as
+    `task.drift_flag` says: the accuracy after fell below the 95 % Wilson interval of the accuracy
+    before ("accuracy_or_agreement" only), or the two models agree on less than `min_agreement` of the
+    inputs."""
     check = task.drift_check
     if check is None:
         return dict(NO_DRIFT_CHECK)
@@ -100,12 +101,14 @@ def drift_check(task: Task, original: nn.Module, mitigated: nn.Module, min_agree
     counted = accuracy_counted(check.labels, task.background_class)
     low, _ = wilson_interval(acc_before, int(counted.sum()))
     agreement = float((before == after)[counted].float().mean())
+    lost_accuracy = task.drift_flag == "accuracy_or_agreement" and acc_after < low
+    disagrees = task.drift_flag != "off" and agreement < min_agreement
     return {
         "drift_n": int(counted.sum()),
         "drift_acc_before": acc_before,
         "drift_acc_after": acc_after,
         "drift_agreement": agreement,
-        "drifted": task.drift_check_flags and bool(acc_after < low or agreement < min_agreement),
+        "drifted": bool(lost_accuracy or disagrees),
     }
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from torch import nn
@@ -64,8 +65,10 @@ class Task:
     `drift_check` (optional) holds labelled inputs made from the defender's data that no method trains
     on (text rounds: word windows of the defender's reviews; image rounds: zoomed views of its images);
     the pipeline compares the model before and after on them, blind, to flag a mitigated model that lost
-    the primary task (README, "Status"). With `drift_check_flags` False the figures are recorded and
-    nothing is flagged (a round type whose flag rule has not been chosen yet).
+    the primary task (README, "Status"). `drift_flag` says which of the check's conditions flag a result
+    `drifted`, as calibrated per round type (docs/robust-seam.md): "accuracy_or_agreement" (text rounds:
+    accuracy below the original's interval, or agreement below the round's threshold), "agreement" (image
+    rounds: only the agreement was calibrated) or "off" (figures recorded, nothing flagged).
 
     `background_class` (optional, per-position tasks) is the class meaning "nothing here" (NER's O):
     forgetting keeps its labels instead of drawing wrong ones, and accuracy (SEAM's stopping rules and
@@ -86,4 +89,4 @@ class Task:
     forward: Callable[[nn.Module, torch.Tensor], torch.Tensor] = plain_forward
     background_class: int | None = None
     drift_check: LabelledData | None = None
-    drift_check_flags: bool = True
+    drift_flag: Literal["accuracy_or_agreement", "agreement", "off"] = "accuracy_or_agreement"

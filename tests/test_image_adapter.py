@@ -133,9 +133,10 @@ def test_generated_round_loads_as_a_task(fixture, request):
         assert task.eval_data == expected
         if task.eval_triggered is not None:
             assert bool((task.eval_triggered.labels != task.eval_triggered.targets).all())
-        # the drift check: four zoomed views per defender image, labelled as it, recorded but not a flag
+        # the drift check: four zoomed views per defender image, labelled as it; only agreement flags
         views = task.drift_check
-        assert views.inputs.shape == (4 * len(task.defender.inputs), 3, 16, 16) and not task.drift_check_flags
+        assert views.inputs.shape == (4 * len(task.defender.inputs), 3, 16, 16)
+        assert task.drift_flag == "agreement"
         assert torch.equal(views.labels, task.defender.labels.repeat_interleave(4))
         assert not any(torch.equal(views.inputs[4 * i], x) for i, x in enumerate(task.defender.inputs))
         assert torch.equal(views.inputs, load_task(model_dir).drift_check.inputs)  # seeded

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import zipfile
 
@@ -133,6 +134,14 @@ def test_drift_check_flags_a_head_that_lost_the_task():
     assert kept["drift_acc_before"] == kept["drift_acc_after"] == 1.0 and not kept["drifted"]
     lost = drift_check(task, original, ruined)
     assert lost["drifted"] and lost["drift_acc_after"] == pytest.approx(float((labels == 0).float().mean()))
+    # image rounds: only the agreement flags, so the same loss passes at threshold 0 and fails at 0.8
+    agreement_only = dataclasses.replace(task, drift_flag="agreement")
+    assert not drift_check(agreement_only, original, ruined)["drifted"]
+    flagged = drift_check(agreement_only, original, ruined, min_agreement=0.8)
+    assert flagged["drifted"] and flagged["drift_agreement"] == pytest.approx(lost["drift_acc_after"])
+    assert not drift_check(agreement_only, original, original, min_agreement=0.8)["drifted"]
+    off = dataclasses.replace(task, drift_flag="off")
+    assert not drift_check(off, original, ruined, min_agreement=0.8)["drifted"]
     assert lost["drift_n"] == 200 and lost["drift_agreement"] == pytest.approx(lost["drift_acc_after"])
     # A head exactly as accurate as the original that agrees with it about half the time: the second
     # half of the inputs is the first with features 0 and 1 swapped, and labelled by feature 1.
