@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import typing
 from pathlib import Path
 
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
@@ -500,7 +501,8 @@ def build_parser() -> ArgumentParser:
     )
     study.add_argument("--n_jobs", type=int, default=1, help="Models processed in parallel.")
     study.add_argument("--model_timeout_s", type=float | None, default=None, help="Per model and variant.")
-    study.add_class_arguments(EvalConfig, "eval")
+    for name, kind in typing.get_type_hints(EvalConfig).items():  # None: each round's YAML value
+        study.add_argument(f"--eval.{name}", type=kind | None, default=None, help="Default: the round YAML's.")
     commands.add_subcommand("study", study)
     return parser
 
@@ -524,7 +526,7 @@ def study_command(options: Namespace) -> None:
         variants,
         options.budgets,
         options.seeds,
-        EvalConfig(**options.eval),
+        options.eval.as_dict(),
         options.n_jobs,
         options.model_timeout_s,
     )

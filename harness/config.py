@@ -114,13 +114,23 @@ def round_config_path(round_number: int) -> Path:
     return ROUND_CONFIG_DIR / f"round{round_number}.yaml"
 
 
-def round_seam_config(round_number: int, **overrides: object) -> SeamConfig:
-    """The round's YAML SEAM settings (dataclass defaults if it has none), then `overrides` on top."""
+def round_section(round_number: int, section: str, overrides: dict) -> dict:
+    """One section of the round's YAML ({} if it has none), with the `overrides` that are not None on top."""
     import yaml
 
     path = round_config_path(round_number)
-    settings = (yaml.safe_load(path.read_text()) or {}).get("seam", {}) if path.is_file() else {}
-    settings = {**settings, **{k: v for k, v in overrides.items() if v is not None}}
+    settings = (yaml.safe_load(path.read_text()) or {}).get(section, {}) if path.is_file() else {}
+    return {**settings, **{k: v for k, v in overrides.items() if v is not None}}
+
+
+def round_eval_config(round_number: int, **overrides: object) -> EvalConfig:
+    """The round's YAML eval settings (dataclass defaults if it has none), then `overrides` on top."""
+    return EvalConfig(**round_section(round_number, "eval", overrides))
+
+
+def round_seam_config(round_number: int, **overrides: object) -> SeamConfig:
+    """The round's YAML SEAM settings (dataclass defaults if it has none), then `overrides` on top."""
+    settings = round_section(round_number, "seam", overrides)
     if isinstance(settings.get("recover_betas"), list):
         settings["recover_betas"] = tuple(settings["recover_betas"])
     return SeamConfig(**settings)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.config import EvalConfig, round_seam_config
+from harness.config import round_eval_config, round_seam_config
 from harness.files import atomic_write, ensure_folder
 from harness.records import (
     CLEANED_FIDELITY,
@@ -61,12 +61,13 @@ def run_study(
     variants: dict[str, dict],
     budgets: list[int | None],
     seeds: list[int],
-    eval_config: EvalConfig,
+    eval_overrides: dict | None = None,
     n_jobs: int = 1,
     model_timeout_s: float | None = None,
 ) -> pd.DataFrame:
     """Run what is missing, then write study_rows.csv, study_summary.csv and fidelity.png; returns the
-    summary. `variants` maps a name to SEAM settings laid over each round's YAML ({} = the defaults)."""
+    summary. `variants` maps a name to SEAM settings laid over each round's YAML ({} = the defaults);
+    `eval_overrides` (None values ignored) go over each round's YAML eval settings."""
     from adapters import detect_round
     from harness.pipeline import Job
     from harness.scheduler import run_batch
@@ -81,7 +82,7 @@ def run_study(
             run.round_dir,
             run.output_dir,
             jobs,
-            eval_config,
+            round_eval_config(round_number, **(eval_overrides or {})),
             n_jobs,
             save_models=False,
             round_number=round_number,

@@ -24,6 +24,9 @@ def test_study_runs_every_variant_seed_and_budget_then_resumes(tiny_round3, tmp_
     assert set(rows["defender_per_class"].astype(str)) == {"2", "all"}
     guarded = rows[rows["variant"] == "guarded"]
     assert (guarded["guard_n"] > 0).all() and (rows[rows["variant"] == "plain"]["guard_n"] == 0).all()
+    # the round YAML's eval settings apply: round 3 flags drift below 0.80 agreement
+    assert (rows["drifted"] == (rows["drift_agreement"] < 0.80)).all()
+    assert not (rows["status"] == "ok")[rows["drift_agreement"] < 0.80].any()
     # the seed reached SEAM (restarts count on from it)
     assert set(guarded["seed_kept"]) <= {0, 1, 2}
 
@@ -52,3 +55,12 @@ def test_study_runs_every_variant_seed_and_budget_then_resumes(tiny_round3, tmp_
     seam_harness(*args, "--budgets", "[2, null]", "--seeds", "[0, 1]")
     assert [r.stat().st_mtime_ns for r in records] == stamps
     assert len(pd.read_csv(out / "study_rows.csv")) == len(rows)
+
+
+def test_each_round_gets_its_own_yaml_eval_settings():
+    from harness.config import round_eval_config
+
+    assert round_eval_config(3).drift_min_agreement == round_eval_config(4).drift_min_agreement == 0.80
+    assert round_eval_config(6).drift_min_agreement == 0.75
+    overridden = round_eval_config(3, drift_min_agreement=0.5, holdout_seed=None)
+    assert overridden.drift_min_agreement == 0.5 and overridden.holdout_seed == 0
