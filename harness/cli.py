@@ -502,7 +502,7 @@ def build_parser() -> ArgumentParser:
     study.add_argument("--n_jobs", type=int, default=1, help="Models processed in parallel.")
     study.add_argument("--model_timeout_s", type=float | None, default=None, help="Per model and variant.")
     for name, kind in typing.get_type_hints(EvalConfig).items():  # None: each round's YAML value
-        study.add_argument(f"--eval.{name}", type=kind | None, default=None, help="Default: the round YAML's.")
+        study.add_argument(f"--eval.{name}", type=kind | None, default=None, help="Default: round YAML's.")
     commands.add_subcommand("study", study)
     return parser
 
