@@ -85,16 +85,28 @@ NO_DRIFT_CHECK = {"drift_n": 0, "drift_acc_before": math.nan, "drift_acc_after":
                   "drift_agreement": math.nan, "drifted": False}  # fmt: skip
 
 
-def drift_check(task: Task, original: nn.Module, mitigated: nn.Module, min_agreement: float = 0.0) -> dict:
+def drift_predictions(task: Task, model: nn.Module) -> torch.Tensor | None:
+    """`model`'s predicted classes on the drift-check inputs (None if the task has none)."""
+    return None if task.drift_check is None else predict(model, task.drift_check.inputs, task.forward)
+
+
+def drift_check(
+    task: Task,
+    original: nn.Module,
+    mitigated: nn.Module,
+    min_agreement: float = 0.0,
+    original_predictions: torch.Tensor | None = None,
+) -> dict:
     """The blind drift check: accuracy before and after on `task.drift_check` (inputs made from the
     defender's data that no method trains on) and how often the two models agree there. `drifted`, as
     `task.drift_flag` says: the accuracy after fell below the 95 % Wilson interval of the accuracy
     before ("accuracy_or_agreement" only), or the two models agree on less than `min_agreement` of the
-    inputs."""
+    inputs. `original_predictions`: `drift_predictions(task, original)` if already computed (a model's
+    jobs share them)."""
     check = task.drift_check
     if check is None:
         return dict(NO_DRIFT_CHECK)
-    before = predict(original, check.inputs, task.forward)
+    before = original_predictions if original_predictions is not None else drift_predictions(task, original)
     after = predict(mitigated, check.inputs, task.forward)
     acc_before = accuracy(before, check.labels, task.background_class)
     acc_after = accuracy(after, check.labels, task.background_class)
@@ -269,6 +281,7 @@ def process_jobs(
         check_outputs(task, model_file or model_dir / "model.pt")
         eval_start = time.perf_counter()
         before = evaluate(task.model, task)
+        drift_before = drift_predictions(task, task.model)
         eval_before_seconds = time.perf_counter() - eval_start
     except OutputError:  # the output, not the model, is at fault: stop the batch (a rerun redoes it)
         raise
@@ -279,7 +292,7 @@ def process_jobs(
         return
     shared = {"load_seconds": load_seconds, "eval_before_seconds": eval_before_seconds}
     for job in jobs:
-        yield run_job(task, job, before, shared, eval_config, model_dir, trust_pickles)
+        yield run_job(task, job, before, shared, eval_config, model_dir, trust_pickles, drift_before)
 
 
 def run_job(
@@ -290,9 +303,11 @@ def run_job(
     eval_config: EvalConfig,
     model_dir: Path,
     trust_pickles: bool,
+    drift_before: torch.Tensor | None = None,
 ) -> dict:
     """One job on a loaded task: the method on the (possibly cut) defender data, measured after; with
-    `eval_config.cross_fit` on a folder without test data, measured by cross-fitting (`cross_fit`)."""
+    `eval_config.cross_fit` on a folder without test data, measured by cross-fitting (`cross_fit`).
+    `drift_before`: the original model's predictions on the drift-check inputs (`drift_predictions`)."""
     started = time.perf_counter()
     try:
         method = methods.method(job.method)
@@ -317,7 +332,7 @@ def run_job(
         else:  # cross-fitted: the folds' figures (the saved model has seen every clean example)
             after = cross_fitted if fold_statuses else evaluate(result.model, task)
         drift = (
-            drift_check(task, task.model, result.model, eval_config.drift_min_agreement)
+            drift_check(task, task.model, result.model, eval_config.drift_min_agreement, drift_before)
             if applies
             else dict(NO_DRIFT_CHECK)
         )

@@ -113,7 +113,7 @@ def test_triggers_are_inserted_where_the_tokenizer_keeps_them(review_round):
 
 
 def test_drift_check_flags_a_head_that_lost_the_task():
-    from harness.pipeline import drift_check
+    from harness.pipeline import drift_check, drift_predictions
     from harness.task import LabelledData, Task
 
     generator = torch.Generator().manual_seed(0)
@@ -134,6 +134,9 @@ def test_drift_check_flags_a_head_that_lost_the_task():
     assert kept["drift_acc_before"] == kept["drift_acc_after"] == 1.0 and not kept["drifted"]
     lost = drift_check(task, original, ruined)
     assert lost["drifted"] and lost["drift_acc_after"] == pytest.approx(float((labels == 0).float().mean()))
+    # a model's jobs share the original's predictions: the same figures, without predicting it again
+    shared = drift_predictions(task, original)
+    assert drift_check(task, None, ruined, original_predictions=shared) == lost
     # image rounds: only the agreement flags, so the same loss passes at threshold 0 and fails at 0.8
     agreement_only = dataclasses.replace(task, drift_flag="agreement")
     assert not drift_check(agreement_only, original, ruined)["drifted"]
