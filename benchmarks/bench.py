@@ -11,10 +11,11 @@ On a round made by `make-round` (or any round), in one invocation, printed and w
   --skip_jobs; `--keep_runs DIR` keeps both output folders;
 - SEAM's time over the time the generator took to train the same model from scratch
   (model_stats.json `training_wall_time_sec`, where the round has it);
-- for the second model (the first pays torch's one-off imports): SEAM's training throughput (examples
-  per second, accuracy checks and augmentation included) over a bare loop of the same model, batch size
-  and threads that does nothing but forward, backward and step on the defender data, and the share of
-  SEAM's time outside steps;
+- for the second model (the first pays torch's one-off imports): SEAM's training throughput per phase
+  (examples per second inside its training steps: forward, loss, backward, optimizer step; the record's
+  `*_step_seconds`) over a bare loop of the same model, batch size and threads that does nothing but
+  forward, backward and step on the defender data; and the share of SEAM's time outside those steps
+  (the accuracy checks between epochs, batching, augmentation, relabelling);
 - cold start of `seam-harness --help` and `seam-harness model --help`, and whether loading an image
   model imports transformers; for a sentiment round, embedding passes per example text.
 Wall-clock seconds on a shared machine are noisy: compare ratios from one invocation only.
@@ -153,9 +154,13 @@ def main() -> None:
     first = results.iloc[min(1, len(results) - 1)]
     model_dir = Path(first["model_dir"])
     bare = bare_loop_seconds(model_dir, first)
+    bare_throughput = (first["forget_epochs"] + first["recover_epochs"]) * first["defender_examples"] / bare
+    for phase in ("forget", "recover"):  # one SEAM run (no restarts): epochs x examples went through steps
+        throughput = first[f"{phase}_epochs"] * first["defender_examples"] / first[f"{phase}_step_seconds"]
+        figures[f"seam_{phase}_throughput_over_bare_loop"] = throughput / bare_throughput
     seam_first = first["forget_seconds"] + first["recover_seconds"]
-    figures["seam_throughput_over_bare_loop"] = bare / seam_first
-    figures["seam_share_outside_steps"] = 1 - bare / seam_first
+    steps_first = first["forget_step_seconds"] + first["recover_step_seconds"]
+    figures["seam_share_outside_steps"] = 1 - steps_first / seam_first
     figures["cold_start_help_seconds"] = min(timed([*CLI, "--help"]) for _ in range(3))
     figures["cold_start_model_help_seconds"] = min(timed([*CLI, "model", "--help"]) for _ in range(3))
     if int(first["round"]) in (3, 4):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -94,6 +96,20 @@ class NonFiniteLoss(RuntimeError):
     """The training loss became inf or NaN: the model's outputs overflow; nothing learned after is real."""
 
 
+@dataclass
+class StepClock:
+    """Seconds spent inside training steps (forward, loss, backward, optimizer step), summed over calls
+    to `train_epoch`: what is left of a phase's time went to batching, augmentation, relabelling and the
+    checks between epochs. On CUDA each step is synchronised at both ends so that the split is real."""
+
+    seconds: float = 0.0
+
+    def now(self, device: torch.device) -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter()
+
+
 def train_epoch(
     model: nn.Module,
     inputs: torch.Tensor,
@@ -107,13 +123,14 @@ def train_epoch(
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     train_only: list[nn.Module] | None = None,
     extra_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    clock: StepClock | None = None,
 ) -> float:
     """One pass over shuffled data in train mode; returns the mean loss.
 
     `relabel` replaces the labels of each batch (SEAM's forgetting draws fresh wrong labels per batch).
     `train_only`: these modules in train mode, the rest in eval mode (BatchNorm statistics and dropout of
     frozen layers stay as they are). `extra_loss(inputs, logits)` is added to the cross-entropy of each
-    batch (SEAM's distillation from the original model).
+    batch (SEAM's distillation from the original model). `clock` adds the time spent in the steps.
     """
     set_train_mode(model, train_only)
     device = model_device(model)
@@ -125,6 +142,7 @@ def train_epoch(
         if relabel is not None:
             y = relabel(y, generator)
         x, y = x.to(device), y.to(device)  # a no-op when the data already lives there (SEAM moves it once)
+        step_start = clock.now(device) if clock is not None else 0.0
         logits = forward(model, x)  # [N, K], or [N, T, K] for per-position labels [N, T]
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), ignore_index=IGNORE_INDEX)
         if extra_loss is not None:
@@ -132,6 +150,8 @@ def train_epoch(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if clock is not None:
+            clock.seconds += clock.now(device) - step_start
         if scheduler is not None:  # stepped per batch (e.g. OneCycleLR)
             scheduler.step()
         total_loss += loss.detach() * len(index)

@@ -166,6 +166,9 @@ def test_forgetting_runs_the_required_epochs_below_alpha_then_recovers():
     assert result.recovery_reached and result.defender_acc_final >= 0.97 * result.defender_acc_orig
     assert result.recover_epochs >= 1
     assert result.status == "ok"
+    # the time inside training steps is measured per phase, and is part of the phase's time
+    assert 0 < result.forget_step_seconds <= result.forget_seconds
+    assert 0 < result.recover_step_seconds <= result.recover_seconds
     # the task's own model is untouched
     assert torch.equal(task.model(task.defender.inputs).argmax(1), task.defender.labels)
 

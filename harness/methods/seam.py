@@ -34,7 +34,7 @@ from harness.methods import MethodResult
 from harness.methods.common import split_per_class
 from harness.metrics import at_least
 from harness.task import IGNORE_INDEX, LabelledData, Task
-from harness.training import data_accuracy, resolve_device, train_epoch
+from harness.training import StepClock, data_accuracy, resolve_device, train_epoch
 
 
 @dataclass
@@ -53,6 +53,8 @@ class SeamResult:
     forget_seconds: float
     recover_seconds: float
     seed: int
+    forget_step_seconds: float = 0.0  # inside training steps (forward, backward, optimizer step)
+    recover_step_seconds: float = 0.0
     runs: int = 1
     guard_n: int = 0
     guard_acc_orig: float = math.nan
@@ -182,6 +184,8 @@ def seam(
     kept_run.runs = len(runs)
     kept_run.forget_seconds = sum(r.forget_seconds for r in runs)
     kept_run.recover_seconds = sum(r.recover_seconds for r in runs)
+    kept_run.forget_step_seconds = sum(r.forget_step_seconds for r in runs)
+    kept_run.recover_step_seconds = sum(r.recover_step_seconds for r in runs)
     return kept_run
 
 
@@ -265,8 +269,14 @@ def seam_once(
     def defender_accuracy() -> float:
         return data_accuracy(model, data, task.forward, task.background_class)
 
+    forget_clock, recover_clock = StepClock(), StepClock()
+
     def one_epoch(
-        optimizer: torch.optim.Optimizer, labels: torch.Tensor, relabel=None, extra_loss=None
+        optimizer: torch.optim.Optimizer,
+        labels: torch.Tensor,
+        clock: StepClock,
+        relabel=None,
+        extra_loss=None,
     ) -> None:
         train_epoch(
             model,
@@ -279,6 +289,7 @@ def seam_once(
             relabel,
             task.forward,
             extra_loss=extra_loss,
+            clock=clock,
         )
 
     # Background positions keep their label while forgetting unless relabel_background.
@@ -310,7 +321,7 @@ def seam_once(
     forget_epochs, epochs_below = 0, 0
     acc_forgotten = acc_orig
     while forget_epochs < config.forget_max_epochs and epochs_below < config.forget_epochs_below_alpha:
-        one_epoch(optimizer, forget_targets, relabel)
+        one_epoch(optimizer, forget_targets, forget_clock, relabel)
         forget_epochs += 1
         acc_forgotten = defender_accuracy()
         if acc_forgotten < alpha:  # counted, not reset: forgetting always ends
@@ -350,7 +361,7 @@ def seam_once(
                     group["lr"] = annealed_lr(
                         config.recover_lr, epochs_after_goal, config.recover_epochs_after_goal
                     )
-        one_epoch(optimizer, data.labels, extra_loss=distill)
+        one_epoch(optimizer, data.labels, recover_clock, extra_loss=distill)
         recover_epochs += 1
         acc_final = defender_accuracy()
         if recovery_score is not None and (score := recovery_score(model)) > best_score:
@@ -383,6 +394,8 @@ def seam_once(
         forget_seconds=forget_seconds,
         recover_seconds=recover_seconds,
         seed=config.seed,
+        forget_step_seconds=forget_clock.seconds,
+        recover_step_seconds=recover_clock.seconds,
     )
 
 
@@ -407,6 +420,8 @@ def as_method_result(result: SeamResult) -> MethodResult:
         "guard_n": result.guard_n,
         "guard_acc_orig": result.guard_acc_orig,
         "guard_acc_final": result.guard_acc_final,
+        "forget_step_seconds": result.forget_step_seconds,
+        "recover_step_seconds": result.recover_step_seconds,
     }
     seconds = {"forget": result.forget_seconds, "recover": result.recover_seconds}
     return MethodResult(result.model, result.status, seconds, figures)
