@@ -205,6 +205,22 @@ def test_absolute_recovery_target():
     assert result.defender_acc_final >= 0.5
 
 
+def test_one_defender_check_per_epoch_and_none_repeated(monkeypatch):
+    """The accuracy check on the defender's data runs once before SEAM and once after every epoch; the
+    forgotten model is measured again before recovery only if reinit or noise changed it."""
+    import harness.methods.seam as seam_module
+
+    calls = []
+    measure = seam_module.data_accuracy
+    monkeypatch.setattr(seam_module, "data_accuracy", lambda *args: calls.append(1) or measure(*args))
+    task = cluster_task()
+    result = seam(task, quick_config())
+    assert len(calls) == 1 + result.forget_epochs + result.recover_epochs
+    calls.clear()
+    noisy = seam(task, quick_config(recover_perturb=0.1))
+    assert len(calls) == 2 + noisy.forget_epochs + noisy.recover_epochs
+
+
 def test_same_seed_same_result():
     task = cluster_task()
     config = quick_config(seed=3)

@@ -349,7 +349,9 @@ def seam_once(
             task, config.recover_distill, config.distill_temperature, model, config.distill_inputs, generator
         )
     recover_epochs, epochs_after_goal = 0, 0
-    acc_final = defender_accuracy()
+    # Unless reinit or noise changed it, the model is the one the last forgetting check measured.
+    changed = config.reinit_classifier or config.recover_perturb > 0
+    acc_final = defender_accuracy() if changed else acc_forgotten
     best_score, best_state = -math.inf, None
     while recover_epochs < config.recover_max_epochs and (
         acc_final < goal or epochs_after_goal < config.recover_epochs_after_goal
