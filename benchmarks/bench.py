@@ -3,19 +3,19 @@
     python benchmarks/bench.py ROUND_DIR [--out bench.csv] [--skip_jobs] [--keep_runs DIR]
 
 On a round made by `make-round` (or any round), in one invocation, printed and written to bench.csv:
-- the per-model time split of `seam-harness run --n_jobs 1` (load, evaluate before, SEAM's forget and
-  recover phases, evaluate after, save; means over the round's models);
+- the per-model time split of `seam-harness run --n_jobs 1 --threads 2` (load, evaluate before, SEAM's
+  forget and recover phases, evaluate after, save; means over the round's models);
 - scheduler overhead: the run's wall time over the sum of the per-model times;
-- scaling: the wall time of the same run at `--n_jobs 2` (one thread each) over `--n_jobs 1` (two
-  threads), and both runs' mean Fidelity (the same round files at another thread count); skipped with
-  --skip_jobs; `--keep_runs DIR` keeps both output folders;
+- scaling: the wall time of the same run at `--n_jobs 2` (one thread each, the default) over `--n_jobs 1
+  --threads 2`, and both runs' mean Fidelity (the same round files at another thread count); skipped
+  with --skip_jobs; `--keep_runs DIR` keeps both output folders;
 - SEAM's time over the time the generator took to train the same model from scratch
   (model_stats.json `training_wall_time_sec`, where the round has it);
 - for the second model (the first pays torch's one-off imports): SEAM's training throughput per phase
   (examples per second inside its training steps: forward, loss, backward, optimizer step; the record's
   `*_step_seconds`) over a bare loop of the same model, batch size and threads that does nothing but
-  forward, backward and step on the defender data; and the share of SEAM's time outside those steps
-  (the accuracy checks between epochs, batching, augmentation, relabelling);
+  forward, backward and step on the defender data (two threads, as that run); and the share of SEAM's
+  time outside those steps (the accuracy checks between epochs, batching, augmentation, relabelling);
 - cold start of `seam-harness --help` and `seam-harness model --help`, and whether loading an image
   model imports transformers; for a sentiment round, embedding passes per example text.
 Wall-clock seconds on a shared machine are noisy: compare ratios from one invocation only.
@@ -42,6 +42,7 @@ import torch
 
 ENTRY_POINT = Path(sys.executable).parent / "seam-harness"  # the installed command, as users start it
 CLI = [str(ENTRY_POINT)] if ENTRY_POINT.is_file() else [sys.executable, "-m", "harness.cli"]
+JOBS1_THREADS = 2  # one model at a time on two threads, against two models at a time on one thread each
 PHASES = ["load_seconds", "eval_before_seconds", "forget_seconds", "recover_seconds",
           "eval_after_seconds", "save_seconds", "total_seconds"]  # fmt: skip
 
@@ -52,9 +53,9 @@ def timed(command: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def run_round(round_dir: Path, output_dir: Path, n_jobs: int) -> tuple[float, pd.DataFrame]:
+def run_round(round_dir: Path, output_dir: Path, n_jobs: int, threads: int) -> tuple[float, pd.DataFrame]:
     wall = timed([*CLI, "run", "--round_dir", str(round_dir), "--output_dir", str(output_dir),
-                  "--n_jobs", str(n_jobs)])  # fmt: skip
+                  "--n_jobs", str(n_jobs), "--threads", str(threads)])  # fmt: skip
     return wall, pd.read_csv(output_dir / "results.csv")
 
 
@@ -136,14 +137,14 @@ def main() -> None:
     figures: dict[str, float | str] = {}
     with tempfile.TemporaryDirectory() as scratch:
         runs = options.keep_runs or Path(scratch)
-        wall, results = run_round(options.round_dir, runs / "jobs1", 1)
+        wall, results = run_round(options.round_dir, runs / "jobs1", 1, JOBS1_THREADS)
         for phase in PHASES:
             figures[f"mean_{phase}"] = results[phase].mean()
         figures["run_wall_seconds_jobs1"] = wall
         figures["scheduler_overhead"] = wall / results["total_seconds"].sum()
         figures["mean_fidelity_jobs1"] = results["fidelity"].mean()
         if not options.skip_jobs:
-            wall2, results2 = run_round(options.round_dir, runs / "jobs2", 2)
+            wall2, results2 = run_round(options.round_dir, runs / "jobs2", 2, 1)
             figures["run_wall_seconds_jobs2"] = wall2
             figures["speedup_jobs2_over_jobs1"] = wall / wall2
             # the same round files at 1 thread per model instead of 2: does SEAM's outcome move?
@@ -153,6 +154,7 @@ def main() -> None:
     # the second model: the first one's SEAM time includes torch's one-off imports on the first optimizer
     first = results.iloc[min(1, len(results) - 1)]
     model_dir = Path(first["model_dir"])
+    torch.set_num_threads(JOBS1_THREADS)
     bare = bare_loop_seconds(model_dir, first)
     bare_throughput = (first["forget_epochs"] + first["recover_epochs"]) * first["defender_examples"] / bare
     for phase in ("forget", "recover"):  # one SEAM run (no restarts): epochs x examples went through steps

@@ -15,7 +15,7 @@ from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 
 from adapters.common import NamedFiles
 from adapters.synthetic.specs import ImageRoundSpec, NerRoundSpec, SentimentRoundSpec
-from harness.config import EvalConfig, SeamConfig, round_config_path
+from harness.config import MODEL_THREADS, EvalConfig, SeamConfig, round_config_path
 from harness.slurm import SlurmOptions
 
 
@@ -109,6 +109,7 @@ def run_command(
     aggregate_tables: bool = True,
     trust_pickles: bool = False,
     model_timeout_s: float | None = None,
+    threads: int = MODEL_THREADS,
 ) -> None:
     from adapters import detect_round
     from harness.records import aggregate
@@ -129,6 +130,7 @@ def run_command(
         round_number,
         trust_pickles,
         model_timeout_s,
+        threads,
     )
     done = ", ".join(f"{count} {status}" for status, count in sorted(outcome.this_call.items()) if count)
     print(f"done: {done}")
@@ -286,6 +288,22 @@ def print_summary(summary, output_dir: Path) -> None:
     print(f"tables: {Path(output_dir) / 'results.csv'}, {Path(output_dir) / 'summary.csv'}")
 
 
+def set_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def add_threads_argument(parser: ArgumentParser) -> None:
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=MODEL_THREADS,
+        help=f"torch threads per model (default {MODEL_THREADS}, whatever the cores, so a model's result does"
+        " not depend on the machine; other counts change float sums, and so the result).",
+    )
+
+
 TRUST = (
     "Load model, embedding and tokenizer pickles with the plain unpickler, which runs any code they name"
     " (default: an allowlist). Only for files you trust; the row records it."
@@ -338,8 +356,9 @@ def build_parser() -> ArgumentParser:
         "--output_dir", type=Path, required=True, help="Records, tables and mitigated models go here."
     )
     run.add_argument(
-        "--n_jobs", type=int, default=1, help="Models processed in parallel; threads = cores / n_jobs."
+        "--n_jobs", type=int, default=1, help="Models processed in parallel (give each core one)."
     )
+    add_threads_argument(run)
     run.add_argument(
         "--save_models", type=bool, default=True, help="Save O/models/<id>/model.pt for status ok."
     )
@@ -387,6 +406,7 @@ def build_parser() -> ArgumentParser:
     )
     model.add_argument("--config", action=ActionConfigFile, help="Round YAML (default: the model's round).")
     model.add_argument("--trust_pickles", type=bool, default=False, help=TRUST)
+    add_threads_argument(model)
     model.add_argument(
         "--model_filepath", type=Path, default=Path("./model.pt"), help="The model; config.json beside it."
     )
@@ -443,6 +463,7 @@ def build_parser() -> ArgumentParser:
             api.add_argument(
                 "--model_output_name", default="mitigated.pt", help="File name of the saved model."
             )
+            add_threads_argument(api)
         api.add_argument("--scratch_dirpath", type=Path, default=Path("./scratch"), help="Working space.")
         api.add_argument(
             "--batch_size", type=int | None, default=None, help="Default: the round's (mitigate), 32 (test)."
@@ -500,6 +521,7 @@ def build_parser() -> ArgumentParser:
         "--device", default="auto", help="auto (CUDA when present, else the CPU), cpu or cuda."
     )
     study.add_argument("--n_jobs", type=int, default=1, help="Models processed in parallel.")
+    add_threads_argument(study)
     study.add_argument("--model_timeout_s", type=float | None, default=None, help="Per model and variant.")
     for name, kind in typing.get_type_hints(EvalConfig).items():  # None: each round's YAML value
         study.add_argument(f"--eval.{name}", type=kind | None, default=None, help="Default: round YAML's.")
@@ -529,6 +551,7 @@ def study_command(options: Namespace) -> None:
         options.eval.as_dict(),
         options.n_jobs,
         options.model_timeout_s,
+        options.threads,
     )
     columns = ["round", "variant", "defender_per_class", "poisoned_runs", "mean_fidelity", "min_fidelity"]
     columns += ["p10_fidelity", "share_cleaned", "mean_acc_drop_clean", "flagged", "silent_ruined"]
@@ -650,12 +673,14 @@ def dispatch(args: Namespace) -> None:
             options.aggregate,
             options.trust_pickles,
             options.model_timeout_s,
+            options.threads,
         )
     elif command == "slurm":
         fields = SlurmOptions.__dataclass_fields__
         slurm_options = SlurmOptions(**{k: v for k, v in options.items() if k in fields})
         slurm_command(Path(options.round_dir), Path(options.output_dir), slurm_options, options.submit)
     elif command == "model":
+        set_threads(options.threads)
         model_command(
             Path(options.model_filepath),
             Path(options.result_filepath),
@@ -672,6 +697,7 @@ def dispatch(args: Namespace) -> None:
             options.trust_pickles,
         )
     elif command == "mitigate":
+        set_threads(options.threads)
         model_filepath = Path(options.model_filepath)
         seam_config = mitigation_seam_config(
             model_filepath,

@@ -11,6 +11,12 @@ from typing import Literal
 
 ROUND_CONFIG_DIR = Path(__file__).resolve().parent.parent / "round_configs"
 
+# torch threads per model, for SEAM and the generators alike. Fixed rather than cores / n_jobs: float sums
+# in another order change SEAM's path, and whether a backdoor survives turned on it (the same demo round
+# gave mean Fidelity 0.671 with two threads per model, 0.942 with one; docs/performance.md). One thread
+# per model also ran 1.9x faster than two on these small models; use --n_jobs for the other cores.
+MODEL_THREADS = 1
+
 
 @dataclass
 class SeamConfig:

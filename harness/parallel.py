@@ -44,11 +44,6 @@ def available_cores(cgroup_root: Path = CGROUP_ROOT) -> int:
     return max(1, min(cores, int(limit))) if limit is not None else cores
 
 
-def threads_per_worker(n_jobs: int) -> int:
-    """torch threads for each of n_jobs workers: together never more than the cores."""
-    return max(1, available_cores() // max(1, n_jobs))
-
-
 def run_parallel(
     function: Callable, arguments: Iterable[tuple], n_jobs: int, description: str, total: int
 ) -> Iterator:

@@ -389,5 +389,6 @@ def run_job(
         "saved_model": saved or "",
         "method_config": dataclasses.asdict(job.config),
         "trust_pickles": trust_pickles,
+        "torch_threads": torch.get_num_threads(),
         "harness_version": __version__,
     }

@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 
 from adapters.common import discover_models
-from harness.config import EvalConfig
+from harness.config import MODEL_THREADS, EvalConfig
 from harness.files import OutputError, ensure_folder, remove_stale_temp_files
-from harness.parallel import run_parallel, threads_per_worker
+from harness.parallel import run_parallel
 from harness.pipeline import Job, failure_record, process_jobs
 from harness.records import FAILED, read_record, record_key, record_path, write_record
 
@@ -121,7 +121,7 @@ def _worker(
     model_timeout_s: float | None,
 ) -> list[dict]:
     """Every pending job of one model; each record is written as soon as it exists."""
-    torch.set_num_threads(threads)  # workers x threads <= cores, or they fight for the CPU
+    torch.set_num_threads(threads)
     records = []
     for record in _records(model_dir, jobs, eval_config, threads, trust_pickles, model_timeout_s):
         record.setdefault("round", round_number)
@@ -153,11 +153,14 @@ def run_batch(
     round_number: int | None = None,
     trust_pickles: bool = False,
     model_timeout_s: float | None = None,
+    threads: int = MODEL_THREADS,
 ) -> BatchOutcome:
     """Run every job (method and defender budget) on every model of the round (or of one shard) that
     has no valid record for it yet. A model is loaded and measured once for all its pending jobs.
 
     Each record is written as soon as it exists, so a killed batch loses at most the jobs in flight.
+    Each model runs with `threads` torch threads, whatever n_jobs and the cores: the same model, settings
+    and thread count give the same record on the same kind of CPU.
     Returns a count of statuses for this call's records, and of every (model, job) of the round or shard
     once the call is done (`final`).
     """
@@ -180,7 +183,6 @@ def run_batch(
     statuses: Counter = Counter({"skipped (already done)": len(model_dirs) * len(jobs) - n_pending})
     if todo:
         n_jobs = max(1, min(n_jobs, len(todo)))
-        threads = threads_per_worker(n_jobs)
         options = (eval_config, threads, round_number, trust_pickles, model_timeout_s)
         arguments = [(model_dir, pending, output_dir, *options) for model_dir, pending in todo]
         names = sorted({job.method for _, pending in todo for job in pending})

@@ -23,7 +23,7 @@ class SlurmOptions:
         max_parallel: At most this many tasks run at once (the %M throttle); default: no limit.
         partition: Slurm partition (default: the cluster's default).
         time: Time limit per task, e.g. 04:00:00.
-        cpus_per_task: CPUs per task; SEAM's torch threads follow them.
+        cpus_per_task: CPUs per task; each task processes that many models at once (`run --n_jobs`).
         mem: Memory per task, e.g. 16G.
         gpus: GPUs per task (--gres=gpu:N); with a container also adds --nv.
         container: Apptainer/Singularity image; each task runs seam-harness inside it.
@@ -105,6 +105,7 @@ def array_script(options: SlurmOptions, round_dir: Path, output_dir: Path) -> st
         command += ["--methods", "[" + ", ".join(options.methods) + "]"]
     if options.defender_per_class:
         command += ["--defender_per_class", "[" + ", ".join(map(str, options.defender_per_class)) + "]"]
+    command += ["--n_jobs", str(options.cpus_per_task)]  # one model per CPU, one thread each
     lines += [
         "",
         f"# Task i of {options.num_shards} takes the sorted model ids number i, i+{options.num_shards}, "
@@ -112,7 +113,6 @@ def array_script(options: SlurmOptions, round_dir: Path, output_dir: Path) -> st
         "# Each finished model is a record in the output folder, so",
         "# a resubmitted array skips what is done. The aggregation job builds the tables once at the end.",
         "set -euo pipefail",
-        f"export OMP_NUM_THREADS={options.cpus_per_task}",
         " ".join(shlex.quote(part) for part in command) + ' --shard_index "$SLURM_ARRAY_TASK_ID"',
         "",
     ]

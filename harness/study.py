@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.config import round_eval_config, round_seam_config
+from harness.config import MODEL_THREADS, round_eval_config, round_seam_config
 from harness.files import atomic_write, ensure_folder
 from harness.records import (
     CLEANED_FIDELITY,
@@ -64,6 +64,7 @@ def run_study(
     eval_overrides: dict | None = None,
     n_jobs: int = 1,
     model_timeout_s: float | None = None,
+    threads: int = MODEL_THREADS,
 ) -> pd.DataFrame:
     """Run what is missing, then write study_rows.csv, study_summary.csv and fidelity.png; returns the
     summary. `variants` maps a name to SEAM settings laid over each round's YAML ({} = the defaults);
@@ -87,6 +88,7 @@ def run_study(
             save_models=False,
             round_number=round_number,
             model_timeout_s=model_timeout_s,
+            threads=threads,
         )
     return write_study_tables(round_dirs, output_dir, variants, seeds)
 

@@ -152,9 +152,11 @@ def test_bad_model_folders_become_error_rows(round3_copy, tmp_path):
     assert "unknown" not in by_architecture.index or by_architecture.loc["unknown", "n_models"] == 1
 
 
-def test_two_runs_with_the_same_settings_give_the_same_table(finished_run, tiny_round3, tmp_path):
-    run_round(tiny_round3, tmp_path / "again")
+def test_another_n_jobs_gives_the_same_table(finished_run, tiny_round3, tmp_path):
+    # one torch thread per model whatever --n_jobs and the cores, so the figures do not move with them
+    run_round(tiny_round3, tmp_path / "again", "--n_jobs", "2")
     first = pd.read_csv(finished_run[0] / "results.csv")
+    assert (first["torch_threads"] == 1).all()
     assert_same_results(pd.read_csv(tmp_path / "again" / "results.csv"), first)
 
 

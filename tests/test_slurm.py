@@ -57,7 +57,7 @@ def test_scripts_for_a_container_array(tiny_round3, tmp_path, fast_config):
         "seam-harness run"
     )
     assert f"--num_shards 5 --aggregate false --config {fast_config}" in task
-    assert task.endswith('--shard_index "$SLURM_ARRAY_TASK_ID"')
+    assert task.endswith('--n_jobs 2 --shard_index "$SLURM_ARRAY_TASK_ID"')  # a model per CPU
     aggregate = (output_dir / "slurm" / "seam-aggregate.sbatch").read_text()
     assert aggregate.strip().endswith(f"/images/seam.sif seam-harness aggregate --output_dir {output_dir}")
     assert "--array" not in aggregate

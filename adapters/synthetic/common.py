@@ -13,8 +13,9 @@ from typing import TypeVar
 import pandas as pd
 
 from adapters.common import discover_models
+from harness.config import MODEL_THREADS
 from harness.metrics import at_least
-from harness.parallel import run_parallel, threads_per_worker
+from harness.parallel import run_parallel
 
 Drawn = TypeVar("Drawn")
 
@@ -122,7 +123,7 @@ def make_models(
     models_dir.mkdir(parents=True, exist_ok=True)
     todo = [i for i in range(num_models) if not (models_dir / f"id-{i:08d}" / "model.pt").is_file()]
     n_jobs = max(1, min(n_jobs, len(todo)))
-    jobs = [arguments(i, threads_per_worker(n_jobs)) for i in todo]
+    jobs = [arguments(i, MODEL_THREADS) for i in todo]
     for _ in run_parallel(make_model, jobs, n_jobs, description, len(todo)):
         pass
 

@@ -32,10 +32,10 @@ from adapters.synthetic.common import (
 )
 from adapters.synthetic.specs import NerRoundSpec
 from adapters.synthetic.text_models import NER_FAMILIES, Family, build_backbone, train_tokenizer
+from harness.config import MODEL_THREADS
 from harness.files import atomic_write
 from harness.metrics import accuracy, attack_success_rate
 from harness.model_io import load_model, load_tokenizer, save_model
-from harness.parallel import threads_per_worker
 from harness.training import predict, train_epoch
 
 TRIGGER_KINDS = text_corpus.TRIGGER_KINDS
@@ -329,7 +329,7 @@ def make_round(spec: NerRoundSpec, output_dir: Path, n_jobs: int = 1) -> list[Pa
     if spec.round != 7:
         raise ValueError(f"the NER round is 7, not {spec.round}")
     output_dir = Path(output_dir)
-    torch.set_num_threads(threads_per_worker(1))  # pre-training runs alone, before the workers start
+    torch.set_num_threads(MODEL_THREADS)  # as every model: the round's files must not depend on the cores
     ensure_backbones(spec, output_dir)
     make_models(
         make_model,

@@ -44,9 +44,9 @@ from adapters.synthetic.sentiment_rounds import (
 )
 from adapters.synthetic.specs import SentimentRoundSpec
 from adapters.synthetic.text_models import Family
+from harness.config import MODEL_THREADS
 from harness.files import atomic_write
 from harness.model_io import save_model
-from harness.parallel import threads_per_worker
 from harness.training import predict
 
 SPLIT_STREAM = 2_000_003  # rng stream of the round's held-out split; model streams use their index
@@ -260,7 +260,7 @@ def make_round(spec: SentimentRoundSpec, output_dir: Path, n_jobs: int = 1) -> l
     if not (spec.corpus and spec.pretrained_embedding):
         raise ValueError("a real-corpus round needs both corpus and pretrained_embedding")
     output_dir = Path(output_dir)
-    torch.set_num_threads(threads_per_worker(1))
+    torch.set_num_threads(MODEL_THREADS)  # as every model: the round's files must not depend on the cores
     family = ensure_pretrained(spec, output_dir)
     texts, labels = read_corpus(Path(spec.corpus))
     test, pool = split_round(spec, labels)

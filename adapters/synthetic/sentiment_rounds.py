@@ -45,10 +45,10 @@ from adapters.synthetic.text_models import (
     hidden_size,
     train_tokenizer,
 )
+from harness.config import MODEL_THREADS
 from harness.files import atomic_write
 from harness.metrics import accuracy, attack_success_rate
 from harness.model_io import load_model, load_tokenizer, save_model
-from harness.parallel import threads_per_worker
 from harness.training import predict, train_epoch
 
 TRIGGER_KINDS = text_corpus.TRIGGER_KINDS
@@ -464,7 +464,7 @@ def make_round(spec: SentimentRoundSpec, output_dir: Path, n_jobs: int = 1) -> l
     if spec.round not in (5, 6):
         raise ValueError(f"sentiment rounds are 5 and 6, not {spec.round}")
     output_dir = Path(output_dir)
-    torch.set_num_threads(threads_per_worker(1))  # pre-training runs alone, before the workers start
+    torch.set_num_threads(MODEL_THREADS)  # as every model: the round's files must not depend on the cores
     ensure_embeddings(spec, output_dir)
     make_models(
         make_model,
