@@ -3,18 +3,18 @@
     python benchmarks/bench.py ROUND_DIR [--out bench.csv] [--skip_jobs] [--keep_runs DIR]
 
 On a round made by `make-round` (or any round), in one invocation, printed and written to bench.csv:
-- the per-model time split of `seam-harness run --n_jobs 1 --threads 2` (load, evaluate before, SEAM's
-  forget and recover phases, evaluate after, save; means over the round's models);
+- the per-model time split of `seam-harness run` at its defaults (one model at a time, one thread; load,
+  evaluate before, SEAM's forget and recover phases, evaluate after, save; means over the round's models);
 - scheduler overhead: the run's wall time over the sum of the per-model times;
-- scaling: the wall time of the same run at `--n_jobs 2` (one thread each, the default) over `--n_jobs 1
-  --threads 2`, and both runs' mean Fidelity (the same round files at another thread count); skipped
-  with --skip_jobs; `--keep_runs DIR` keeps both output folders;
+- scaling: the wall time of `--n_jobs 2` (one thread each) over `--n_jobs 1 --threads 2`, and every
+  run's mean Fidelity (the same round files at other n_jobs and thread counts); skipped with
+  --skip_jobs; `--keep_runs DIR` keeps the output folders;
 - SEAM's time over the time the generator took to train the same model from scratch
   (model_stats.json `training_wall_time_sec`, where the round has it);
 - for the second model (the first pays torch's one-off imports): SEAM's training throughput per phase
   (examples per second inside its training steps: forward, loss, backward, optimizer step; the record's
   `*_step_seconds`) over a bare loop of the same model, batch size and threads that does nothing but
-  forward, backward and step on the defender data (two threads, as that run); and the share of SEAM's
+  forward, backward and step on the defender data (one thread, as that run); and the share of SEAM's
   time outside those steps (the accuracy checks between epochs, batching, augmentation, relabelling);
 - cold start of `seam-harness --help` and `seam-harness model --help`, and whether loading an image
   model imports transformers; for a sentiment round, embedding passes per example text.
@@ -33,6 +33,8 @@ import time
 from pathlib import Path
 
 import pandas as pd
+
+from harness.config import MODEL_THREADS
 
 # isort: off
 import harness  # noqa: F401  before torch: its OpenMP wait policy then holds for the bare loop too
@@ -137,24 +139,27 @@ def main() -> None:
     figures: dict[str, float | str] = {}
     with tempfile.TemporaryDirectory() as scratch:
         runs = options.keep_runs or Path(scratch)
-        wall, results = run_round(options.round_dir, runs / "jobs1", 1, JOBS1_THREADS)
+        wall, results = run_round(options.round_dir, runs / "default", 1, MODEL_THREADS)
         for phase in PHASES:
             figures[f"mean_{phase}"] = results[phase].mean()
-        figures["run_wall_seconds_jobs1"] = wall
+        figures["run_wall_seconds"] = wall
         figures["scheduler_overhead"] = wall / results["total_seconds"].sum()
-        figures["mean_fidelity_jobs1"] = results["fidelity"].mean()
+        figures["mean_fidelity"] = results["fidelity"].mean()
         if not options.skip_jobs:
-            wall2, results2 = run_round(options.round_dir, runs / "jobs2", 2, 1)
+            wall1, results1 = run_round(options.round_dir, runs / "jobs1_threads2", 1, JOBS1_THREADS)
+            wall2, results2 = run_round(options.round_dir, runs / "jobs2", 2, MODEL_THREADS)
+            figures["run_wall_seconds_jobs1_threads2"] = wall1
             figures["run_wall_seconds_jobs2"] = wall2
-            figures["speedup_jobs2_over_jobs1"] = wall / wall2
-            # the same round files at 1 thread per model instead of 2: does SEAM's outcome move?
+            figures["speedup_jobs2_over_jobs1_threads2"] = wall1 / wall2
+            # the same round files at other thread counts and n_jobs: does SEAM's outcome move?
+            figures["mean_fidelity_jobs1_threads2"] = results1["fidelity"].mean()
             figures["mean_fidelity_jobs2"] = results2["fidelity"].mean()
     seam_seconds = results["forget_seconds"] + results["recover_seconds"]
     figures["seam_over_generator_training"] = (seam_seconds / generator_seconds(results)).mean()
     # the second model: the first one's SEAM time includes torch's one-off imports on the first optimizer
     first = results.iloc[min(1, len(results) - 1)]
     model_dir = Path(first["model_dir"])
-    torch.set_num_threads(JOBS1_THREADS)
+    torch.set_num_threads(MODEL_THREADS)  # as that run
     bare = bare_loop_seconds(model_dir, first)
     bare_throughput = (first["forget_epochs"] + first["recover_epochs"]) * first["defender_examples"] / bare
     for phase in ("forget", "recover"):  # one SEAM run (no restarts): epochs x examples went through steps
