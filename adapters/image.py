@@ -8,6 +8,7 @@ list of one-to-one source_class -> target_class entries. Keys are read case-inse
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -171,6 +172,55 @@ def augment_batch(
     return (shifted * scale.to(images.device)).clamp(0.0, 1.0), labels
 
 
+# SEAM's strong recovery augmentation (recover_augment: strong), at common literature settings fixed before
+# any run with it: colour jitter of brightness, contrast and saturation by factors in [0.6, 1.4] (the 0.4
+# of torchvision's ColorJitter as image-classification recipes set it), then Random Erasing as Zhong et
+# al. (2017) define it: with probability 0.5 a rectangle of 2-33 % of the image, aspect ratio 0.3-3.3
+# (log-uniform), filled with uniform random pixels.
+JITTER = 0.4
+ERASE_PROBABILITY, ERASE_AREA, ERASE_RATIO = 0.5, (0.02, 0.33), (0.3, 3.3)
+LUMA = (0.299, 0.587, 0.114)
+
+
+def strong_augment_batch(
+    images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`augment_batch`, then colour jitter and Random Erasing, per image, as whole-batch tensor operations."""
+    images, labels = augment_batch(images, labels, generator)
+    n, c, h, w = images.shape
+    device = images.device
+
+    def uniform(low: float, high: float, *shape: int) -> torch.Tensor:  # drawn on the CPU, then moved
+        return (low + (high - low) * torch.rand(*shape, generator=generator)).to(device)
+
+    brightness, contrast, saturation = uniform(1 - JITTER, 1 + JITTER, 3, n, 1, 1, 1)
+    luma = torch.tensor(LUMA, device=device).reshape(1, 3, 1, 1)
+    images = (images * brightness).clamp(0.0, 1.0)
+    grey_mean = (images * luma).sum(dim=1, keepdim=True).mean(dim=(2, 3), keepdim=True)
+    images = (contrast * images + (1 - contrast) * grey_mean).clamp(0.0, 1.0)
+    grey = (images * luma).sum(dim=1, keepdim=True)
+    images = (saturation * images + (1 - saturation) * grey).clamp(0.0, 1.0)
+
+    erase = uniform(0.0, 1.0, n) < ERASE_PROBABILITY
+    area = uniform(*ERASE_AREA, n) * h * w
+    ratio = torch.exp(uniform(math.log(ERASE_RATIO[0]), math.log(ERASE_RATIO[1]), n))
+    height = torch.sqrt(area * ratio).round().clamp(1, h)
+    width = torch.sqrt(area / ratio).round().clamp(1, w)
+    top = (uniform(0.0, 1.0, n) * (h - height + 1)).floor()
+    left = (uniform(0.0, 1.0, n) * (w - width + 1)).floor()
+    rows = torch.arange(h, device=device).reshape(1, h, 1)
+    cols = torch.arange(w, device=device).reshape(1, 1, w)
+    inside = (
+        (rows >= top.reshape(n, 1, 1))
+        & (rows < (top + height).reshape(n, 1, 1))
+        & (cols >= left.reshape(n, 1, 1))
+        & (cols < (left + width).reshape(n, 1, 1))
+        & erase.reshape(n, 1, 1)
+    )
+    noise = uniform(0.0, 1.0, n, c, h, w)
+    return torch.where(inside.unsqueeze(1), noise, images), labels
+
+
 # The blind drift check's inputs (harness/task.py): zoomed views of the defender's images, a window of
 # 60-80 % of each side at a seeded place scaled back to full size, four per image. SEAM's augmentation
 # shifts by a few pixels and never zooms, so no method trains on these views. Only the agreement with the
@@ -252,6 +302,7 @@ def _task(
         eval_data=eval_data,
         info=folder_info(model_dir, config),
         augment=augment_batch,
+        strong_augment=strong_augment_batch,
         drift_check=drift_check,
         drift_flag="agreement",
     )

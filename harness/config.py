@@ -54,6 +54,11 @@ class SeamConfig:
     with uniform weights (images and embedding vectors only): inputs between the defender's examples, where
     a few hard labels say nothing and the original's outputs still carry the primary task.
 
+    `recover_augment` "strong" (image rounds) trains recovery on the round's strong augmentation instead
+    of its standard one: colour jitter and a randomly erased patch on top of the shifts, so that recovery
+    teaches, with true labels, that a patch or a colour cast does not decide the class (the ways in that
+    clean images never exercise and a trigger may use). Forgetting keeps the standard augmentation.
+
     The guard (`guard_fraction` > 0) sets that share of the defender's examples of each class apart:
     SEAM never trains on them, and a result whose accuracy there falls `guard_max_drop` or more below
     the original model's is `destroyed` (memorising the few training examples passes the recovery goal,
@@ -87,6 +92,7 @@ class SeamConfig:
     recover_distill: float = 0.0
     distill_temperature: float = 2.0
     distill_inputs: Literal["batch", "mixup"] = "batch"
+    recover_augment: Literal["standard", "strong"] = "standard"
     guard_fraction: float = 0.0
     guard_max_drop: float = 0.1
     restarts: int = 0

@@ -70,6 +70,9 @@ class Task:
     accuracy below the original's interval, or agreement below the round's threshold), "agreement" (image
     rounds: only the agreement was calibrated) or "off" (figures recorded, nothing flagged).
 
+    `strong_augment` (optional, image rounds) is a heavier augmentation of the same form, which SEAM's
+    recovery uses with `recover_augment: strong`.
+
     `background_class` (optional, per-position tasks) is the class meaning "nothing here" (NER's O):
     forgetting keeps its labels instead of drawing wrong ones, and accuracy (SEAM's stopping rules and
     ACC) counts only positions whose true class is another one; the pipeline also records the
@@ -90,3 +93,6 @@ class Task:
     background_class: int | None = None
     drift_check: LabelledData | None = None
     drift_flag: Literal["accuracy_or_agreement", "agreement", "off"] = "accuracy_or_agreement"
+    strong_augment: (
+        Callable[[torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]] | None
+    ) = None

@@ -202,3 +202,28 @@ def test_augmentation_shifts_each_image_by_its_own_offset():
         window = padded[i, :, dy[i] : dy[i] + 7, dx[i] : dx[i] + 9]
         assert torch.equal(shifted[i], (window * scale[i]).clamp(0.0, 1.0))
     assert torch.equal(same, labels)
+
+
+def test_strong_augmentation_jitters_colours_and_erases_one_rectangle_in_about_half_the_images():
+    """On flat grey images every pixel but the erased ones keeps one colour per image, so the erased
+    part shows as the pixels off that colour: a filled rectangle of 2-33 % of the image, or nothing."""
+    n, size = 200, 20
+    images, labels = torch.full((n, 3, size, size), 0.5), torch.arange(n)
+    out, same = image.strong_augment_batch(images, labels, torch.Generator().manual_seed(0))
+    again, _ = image.strong_augment_batch(images, labels, torch.Generator().manual_seed(0))
+    assert torch.equal(out, again) and torch.equal(same, labels)
+    assert out.shape == images.shape and 0.0 <= out.min() and out.max() <= 1.0
+    flat = out.flatten(2).median(dim=2).values  # [n, 3]: each image's colour outside the patch
+    off = (out != flat[:, :, None, None]).any(dim=1)  # [n, h, w]
+    erased = 0
+    for mask in off:
+        if not mask.any():
+            continue
+        erased += 1
+        rows, cols = mask.any(dim=1).nonzero(), mask.any(dim=0).nonzero()
+        box = mask[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+        assert box.all()  # one filled rectangle
+        assert 0.01 <= box.numel() / size**2 <= 0.4
+    assert 70 <= erased <= 130
+    # brightness, contrast and saturation move the colour well beyond the standard +-10 % scaling
+    assert flat.min() < 0.4 and flat.max() > 0.6

@@ -1,5 +1,7 @@
 """SEAM's stopping rules and its blindness, on a small real model over real tensors."""
 
+import dataclasses
+
 import pytest
 import torch
 from torch import nn
@@ -338,3 +340,19 @@ def test_the_guard_fires_at_its_drop_exactly_whatever_the_float_rounding():
     eight_tenths = torch.tensor(8 / 10).item()  # and float32 0.8 above 0.9 - 0.1
     assert seam_module.guard_fell(1.0, nine_tenths, 0.1) and seam_module.guard_fell(0.9, eight_tenths, 0.1)
     assert not seam_module.guard_fell(1.0, 0.95, 0.1) and not seam_module.guard_fell(0.5, 0.6, 0.1)
+
+
+def test_strong_augmentation_is_used_by_recovery_only_and_refused_where_the_round_has_none():
+    task = cluster_task()
+    with pytest.raises(ValueError, match="no strong augmentation"):
+        seam(task, quick_config(recover_augment="strong"))
+    batches: list[int] = []
+
+    def counting(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator):
+        batches.append(len(x))
+        return x, y
+
+    config = quick_config(recover_augment="strong", recover_epochs_after_goal=2)
+    result = seam(dataclasses.replace(task, strong_augment=counting), config)
+    per_epoch = -(-len(task.defender) // config.batch_size)
+    assert len(batches) == result.recover_epochs * per_epoch and sum(batches) % len(task.defender) == 0

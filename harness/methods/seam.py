@@ -10,8 +10,9 @@
 
 Options beyond the paper (SeamConfig documents each): which labels forgetting draws, a frozen classifier
 while forgetting, noise on the weights between the phases (`recover_perturb`), a re-initialised classifier,
-annealed recovery, augmentation, and the guard: a share of the defender's examples SEAM never trains on,
-which judges the result (`destroyed`) and chooses among restarts.
+annealed recovery, augmentation (a strong one for recovery with `recover_augment`), and the guard: a
+share of the defender's examples SEAM never trains on, which judges the result (`destroyed`) and chooses
+among restarts.
 
 Blind by construction: this module reads `task.defender` and nothing else of the Task's data. The one
 exception is `recovery_score`, which only `seam_oracle` passes (harness/methods/seam_oracle.py).
@@ -265,6 +266,13 @@ def seam_once(
     data = LabelledData(task.defender.inputs.to(device), task.defender.labels.to(device))  # moved once
     k = task.num_classes
     augment = task.augment if config.augment else None
+    if config.recover_augment not in ("standard", "strong"):
+        raise ValueError(f"recover_augment is {config.recover_augment!r}: use standard or strong")
+    recover_augment = augment
+    if config.recover_augment == "strong":
+        if task.strong_augment is None:
+            raise ValueError("recover_augment strong: this round type has no strong augmentation (image rounds)")
+        recover_augment = task.strong_augment
 
     def defender_accuracy() -> float:
         return data_accuracy(model, data, task.forward, task.background_class)
@@ -277,6 +285,7 @@ def seam_once(
         clock: StepClock,
         relabel=None,
         extra_loss=None,
+        augmentation=augment,
     ) -> None:
         train_epoch(
             model,
@@ -285,7 +294,7 @@ def seam_once(
             optimizer,
             config.batch_size,
             generator,
-            augment,
+            augmentation,
             relabel,
             task.forward,
             extra_loss=extra_loss,
@@ -363,7 +372,7 @@ def seam_once(
                     group["lr"] = annealed_lr(
                         config.recover_lr, epochs_after_goal, config.recover_epochs_after_goal
                     )
-        one_epoch(optimizer, data.labels, recover_clock, extra_loss=distill)
+        one_epoch(optimizer, data.labels, recover_clock, extra_loss=distill, augmentation=recover_augment)
         recover_epochs += 1
         acc_final = defender_accuracy()
         if recovery_score is not None and (score := recovery_score(model)) > best_score:
