@@ -271,7 +271,7 @@ def seam_once(
     recover_augment = augment
     if config.recover_augment == "strong":
         if task.strong_augment is None:
-            raise ValueError("recover_augment strong: this round type has no strong augmentation (image rounds)")
+            raise ValueError("recover_augment strong: this round type has no strong augmentation")
         recover_augment = task.strong_augment
 
     def defender_accuracy() -> float:
