@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable, Iterable, Iterator
 
 from joblib import Parallel, delayed
@@ -25,3 +27,24 @@ def run_parallel(
         for result in results:
             progress.update()
             yield result
+
+
+def usable_cores() -> int:
+    """CPUs this process may run on (its affinity mask, as taskset and Slurm set it)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def oversubscription(n_jobs: int, threads: int, cores: int) -> str | None:
+    """A warning when the models in flight ask for more threads than there are cores: spinning threads
+    then slow each other far beyond a fair share (docs/performance.md)."""
+    if n_jobs * threads <= cores:
+        return None
+    return (
+        f"seam-harness: warning: {n_jobs} models at a time x {threads} threads each on {cores} usable cores: "
+        "they will slow each other down; lower --n_jobs or --threads"
+    )
+
+
+def warn_if_oversubscribed(n_jobs: int, threads: int) -> None:
+    if (message := oversubscription(n_jobs, threads, usable_cores())) is not None:
+        print(message, file=sys.stderr)

@@ -20,7 +20,7 @@ import torch
 from adapters.common import discover_models
 from harness.config import MODEL_THREADS, EvalConfig
 from harness.files import OutputError, ensure_folder, remove_stale_temp_files
-from harness.parallel import run_parallel
+from harness.parallel import run_parallel, warn_if_oversubscribed
 from harness.pipeline import Job, failure_record, process_jobs
 from harness.records import FAILED, read_record, record_key, record_path, write_record
 
@@ -183,6 +183,7 @@ def run_batch(
     statuses: Counter = Counter({"skipped (already done)": len(model_dirs) * len(jobs) - n_pending})
     if todo:
         n_jobs = max(1, min(n_jobs, len(todo)))
+        warn_if_oversubscribed(n_jobs, threads)
         options = (eval_config, threads, round_number, trust_pickles, model_timeout_s)
         arguments = [(model_dir, pending, output_dir, *options) for model_dir, pending in todo]
         names = sorted({job.method for _, pending in todo for job in pending})

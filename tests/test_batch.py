@@ -16,6 +16,7 @@ from crafted_pickles import ATTACKS
 from adapters import image, load_task
 from adapters.common import discover_models, read_config
 from harness.model_io import load_model
+from harness.parallel import oversubscription, usable_cores
 from harness.pipeline import evaluate
 from harness.records import FLAGGED, RESULT_COLUMNS
 
@@ -248,3 +249,10 @@ def test_trust_pickles_loads_what_the_allowlist_refuses_and_the_row_says_so(tiny
     run_round(tmp_path / "round", tmp_path / "trusted", "--trust_pickles", "true", env=env)
     row = pd.read_csv(tmp_path / "trusted" / "results.csv").iloc[0]
     assert row["status"] != "error" and row["trust_pickles"] and pd.notna(row["acc_after"])
+
+
+def test_more_threads_in_flight_than_cores_is_said():
+    assert oversubscription(2, 1, 2) is None and oversubscription(1, 2, 2) is None
+    message = oversubscription(2, 2, 2)
+    assert message is not None and "2 models at a time x 2 threads each on 2 usable cores" in message
+    assert usable_cores() >= 1
