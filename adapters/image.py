@@ -195,11 +195,14 @@ def strong_augment_batch(
 
     brightness, contrast, saturation = uniform(1 - JITTER, 1 + JITTER, 3, n, 1, 1, 1)
     luma = torch.tensor(LUMA, device=device).reshape(1, 3, 1, 1)
+
+    def grey(x: torch.Tensor) -> torch.Tensor:  # [n, 1, h, w]
+        return (x * luma).sum(dim=1, keepdim=True)
+
     images = (images * brightness).clamp(0.0, 1.0)
-    grey_mean = (images * luma).sum(dim=1, keepdim=True).mean(dim=(2, 3), keepdim=True)
+    grey_mean = grey(images).mean(dim=(2, 3), keepdim=True)
     images = (contrast * images + (1 - contrast) * grey_mean).clamp(0.0, 1.0)
-    grey = (images * luma).sum(dim=1, keepdim=True)
-    images = (saturation * images + (1 - saturation) * grey).clamp(0.0, 1.0)
+    images = (saturation * images + (1 - saturation) * grey(images)).clamp(0.0, 1.0)
 
     erase = uniform(0.0, 1.0, n) < ERASE_PROBABILITY
     area = uniform(*ERASE_AREA, n) * h * w

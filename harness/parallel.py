@@ -11,12 +11,15 @@ from tqdm import tqdm
 
 
 def run_parallel(
-    function: Callable, arguments: Iterable[tuple], n_jobs: int, description: str, total: int
+    function: Callable, arguments: Iterable[tuple], n_jobs: int, threads: int, description: str, total: int
 ) -> Iterator:
     """Yield function(*args) for each args as results finish (any order), with a progress bar.
 
-    n_jobs == 1 runs in this process: no worker start-up, plain tracebacks.
+    n_jobs == 1 runs in this process: no worker start-up, plain tracebacks. `threads` is the torch
+    threads each call uses; more in flight than usable cores is said on stderr.
     """
+    if (message := oversubscription(n_jobs, threads, usable_cores())) is not None:
+        print(message, file=sys.stderr)
     with tqdm(total=total, desc=description, unit="model") as progress:
         if n_jobs <= 1:
             results = (function(*args) for args in arguments)
@@ -43,8 +46,3 @@ def oversubscription(n_jobs: int, threads: int, cores: int) -> str | None:
         f"seam-harness: warning: {n_jobs} models at a time x {threads} threads each on {cores} usable cores: "
         "they will slow each other down; lower --n_jobs or --threads"
     )
-
-
-def warn_if_oversubscribed(n_jobs: int, threads: int) -> None:
-    if (message := oversubscription(n_jobs, threads, usable_cores())) is not None:
-        print(message, file=sys.stderr)

@@ -20,7 +20,7 @@ import torch
 from adapters.common import discover_models
 from harness.config import MODEL_THREADS, EvalConfig
 from harness.files import OutputError, ensure_folder, remove_stale_temp_files
-from harness.parallel import run_parallel, warn_if_oversubscribed
+from harness.parallel import run_parallel
 from harness.pipeline import Job, failure_record, process_jobs
 from harness.records import FAILED, read_record, record_key, record_path, write_record
 
@@ -183,10 +183,9 @@ def run_batch(
     statuses: Counter = Counter({"skipped (already done)": len(model_dirs) * len(jobs) - n_pending})
     if todo:
         n_jobs = max(1, min(n_jobs, len(todo)))
-        warn_if_oversubscribed(n_jobs, threads)
         options = (eval_config, threads, round_number, trust_pickles, model_timeout_s)
         arguments = [(model_dir, pending, output_dir, *options) for model_dir, pending in todo]
         names = sorted({job.method for _, pending in todo for job in pending})
-        for records in run_parallel(_worker, arguments, n_jobs, ", ".join(names), len(todo)):
+        for records in run_parallel(_worker, arguments, n_jobs, threads, ", ".join(names), len(todo)):
             statuses.update(record["status"] for record in records)
     return BatchOutcome(statuses, final_statuses(output_dir, model_dirs, jobs), len(model_dirs))

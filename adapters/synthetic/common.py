@@ -15,7 +15,7 @@ import pandas as pd
 from adapters.common import discover_models
 from harness.config import MODEL_THREADS
 from harness.metrics import at_least
-from harness.parallel import run_parallel, warn_if_oversubscribed
+from harness.parallel import run_parallel
 
 Drawn = TypeVar("Drawn")
 
@@ -123,9 +123,8 @@ def make_models(
     models_dir.mkdir(parents=True, exist_ok=True)
     todo = [i for i in range(num_models) if not (models_dir / f"id-{i:08d}" / "model.pt").is_file()]
     n_jobs = max(1, min(n_jobs, len(todo)))
-    warn_if_oversubscribed(n_jobs, MODEL_THREADS)
     jobs = [arguments(i, MODEL_THREADS) for i in todo]
-    for _ in run_parallel(make_model, jobs, n_jobs, description, len(todo)):
+    for _ in run_parallel(make_model, jobs, n_jobs, MODEL_THREADS, description, len(todo)):
         pass
 
 
