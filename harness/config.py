@@ -5,9 +5,9 @@ Per-round defaults live in round_configs/roundN.yaml; every field can be overrid
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 ROUND_CONFIG_DIR = Path(__file__).resolve().parent.parent / "round_configs"
 
@@ -65,6 +65,9 @@ class SeamConfig:
     it does not pass this). `restarts` further SEAM runs (seeds seed+1, ...) follow a run that failed
     (`restart_policy` "on_failure": recovery_failed or destroyed) or always ("best"); the run kept is,
     among those that passed (else among all), the one with the best guard accuracy. "best" needs the guard.
+    `restart_settings` (SEAM settings by name, e.g. {recover_augment: standard}) are laid over the
+    restarts only: a retry with safer settings after a failed run, the first run unchanged. The row's
+    `seed_kept` tells which run was kept (a restart's is seed + 1, ...).
     """
 
     alpha: float | None = None
@@ -97,6 +100,7 @@ class SeamConfig:
     guard_max_drop: float = 0.1
     restarts: int = 0
     restart_policy: Literal["on_failure", "best"] = "on_failure"
+    restart_settings: dict[str, Any] = field(default_factory=dict)
     batch_size: int = 32
     augment: bool = True
     seed: int = 0

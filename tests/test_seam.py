@@ -304,6 +304,17 @@ def test_a_run_that_only_memorises_its_examples_is_destroyed_and_restarted():
     assert result.guard_acc_final < result.guard_acc_orig - 0.1
 
 
+def test_restart_settings_apply_to_the_restarts_only():
+    destroy = dict(recover_target="absolute", beta=0.0, recover_epochs_after_goal=0, guard_fraction=0.25)
+    safer = dict(recover_target="relative", beta=0.97, recover_epochs_after_goal=5)
+    result = seam(cluster_task(), quick_config(**destroy, restarts=2, restart_settings=safer))
+    # the first run is destroyed as above; the safer restart passes, and no third run follows
+    assert result.runs == 2 and result.seed == 1 and result.status == "ok"
+    assert result.guard_acc_final >= result.guard_acc_orig - 0.1
+    with pytest.raises(ValueError, match=r"restart_settings: \['guard_fraction', 'recover_speed'\]"):
+        seam(cluster_task(), quick_config(restarts=1, restart_settings={"recover_speed": 1, "guard_fraction": 0.5}))
+
+
 def test_best_of_restarts_runs_them_all_and_needs_the_guard():
     result = seam(cluster_task(), quick_config(guard_fraction=0.25, restarts=1, restart_policy="best"))
     assert result.runs == 2 and result.status == "ok" and result.seed in (0, 1)

@@ -155,6 +155,10 @@ def seam(
         raise ValueError(f"restart_policy is {config.restart_policy!r}: use on_failure or best")
     if config.restart_policy == "best" and config.restarts and not config.guard_fraction:
         raise ValueError("restart_policy best chooses by guard accuracy: set guard_fraction > 0")
+    not_for_restarts = {"restarts", "restart_policy", "restart_settings", "guard_fraction", "seed"}
+    unknown = sorted(set(config.restart_settings) - (set(SeamConfig.__dataclass_fields__) - not_for_restarts))
+    if unknown:
+        raise ValueError(f"restart_settings: {unknown} cannot be set per restart (or are not SEAM settings)")
     if not 0 <= config.guard_fraction < 1:
         raise ValueError(f"guard_fraction is {config.guard_fraction}: use 0 (off) or a share below 1")
     train_task, guard = task, None
@@ -169,7 +173,10 @@ def seam(
     guard_acc_orig = guard_accuracy(task, task.model, guard)
     runs: list[SeamResult] = []
     for run in range(1 + config.restarts):
-        result = seam_once(train_task, dataclasses.replace(config, seed=config.seed + run), recovery_score)
+        run_config = dataclasses.replace(config, seed=config.seed + run)
+        if run > 0:
+            run_config = dataclasses.replace(run_config, **config.restart_settings)
+        result = seam_once(train_task, run_config, recovery_score)
         result.guard_n = len(guard) if guard is not None else 0
         result.guard_acc_orig = guard_acc_orig
         result.guard_acc_final = guard_accuracy(task, result.model, guard)
