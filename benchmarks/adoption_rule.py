@@ -1,11 +1,14 @@
 """Apply docs/robust-seam.md's adoption rule to a study's summary, mechanically.
 
     python benchmarks/adoption_rule.py S/study_summary.csv [--budgets 5 10] [--guard_rule B] [--no_fidelity]
+        [--fallback VARIANT]
 
 Prints, per round type, each variant against `defaults` and the variant the rule adopts. The guard twin of
 a variant is the same settings plus the guard (`guard` for `defaults`, `distill_guard` for `distill`).
 With `--guard_rule B` (the second calibration) the twin clause is off: the variant `guard` is judged as a
-flag by rule B, on S/study_rows.csv beside the summary.
+flag by rule B, on S/study_rows.csv beside the summary. With `--fallback VARIANT` (the seventh calibration),
+a variant that differs from `defaults` only after a failed run and misses rule 2 is judged by the fallback
+clause, on the same rows.
 """
 
 from __future__ import annotations
@@ -108,21 +111,52 @@ def guard_rule(rows: pd.DataFrame, round_: int, budgets: list[str], fidelity: bo
     return met
 
 
+FAILED = ("recovery_failed", "destroyed")
+
+
+def fallback_rule(rows: pd.DataFrame, round_: int, variant: str, budgets: list[str]) -> bool:
+    """The fallback clause: at least one run that failed under `defaults` ends cleaned (poisoned: `ok`,
+    Fidelity >= 0.85) or kept (clean: `ok`, drop <= 5 points) after the variant's retry, and no retried
+    run ends `ok` with a drop of more than 10 points (silent ruined). Rule 1 is checked by the caller."""
+    at = rows[(rows["round"] == round_) & rows["defender_per_class"].astype(str).isin(budgets)]
+    key = ["round_name", "model_id", "defender_per_class", "seam_seed"]
+    base, own = (at[at["variant"] == name].set_index(key) for name in ("defaults", variant))
+    own = own.assign(drop=own["acc_before"] - own["acc_after"])
+    passed = own["status"] == "ok"
+    good = passed & ((own["poisoned"].astype(bool) & (own["fidelity"] >= 0.85)) | (own["drop"] <= KEPT_DROP))
+    retried = own[own["runs"] > 1]
+    failed = base.index[base["status"].isin(FAILED)].intersection(own.index)
+    rescued = int(good.loc[failed].sum())
+    silent = int(((retried["status"] == "ok") & (retried["drop"] > RUINED_DROP)).sum())
+    print(
+        f"  fallback {variant}: {len(failed)} runs failed under defaults, {rescued} of them cleaned or kept"
+        f" after the retry; {len(retried)} retried, {silent} of them silent ruined"
+    )
+    return rescued >= 1 and silent == 0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("summary")
     parser.add_argument("--budgets", nargs="+", default=["5", "10"])
     parser.add_argument("--guard_rule", choices=["twin", "B"], default="twin")
     parser.add_argument("--no_fidelity", action="store_true", help="Rule B without its Fidelity condition.")
+    parser.add_argument("--fallback", help="A variant judged by the fallback clause when it misses rule 2.")
     options = parser.parse_args()
     summary = pd.read_csv(options.summary)
     rows = None
-    if options.guard_rule == "B":
+    if options.guard_rule == "B" or options.fallback:
         rows = pd.read_csv(Path(options.summary).with_name("study_rows.csv"))
     for round_ in sorted(summary["round"].unique()):
         print(f"round {round_}:")
-        print(f"  adopted: {adopted(summary, round_, options.budgets, options.guard_rule == 'twin')}")
-        if rows is not None:
+        winner = adopted(summary, round_, options.budgets, options.guard_rule == "twin")
+        if winner == "defaults" and options.fallback:
+            own = figures(summary, round_, options.fallback, options.budgets)
+            rule_1 = no_worse(own, figures(summary, round_, "defaults", options.budgets))
+            if fallback_rule(rows, round_, options.fallback, options.budgets) and rule_1:
+                winner = options.fallback
+        print(f"  adopted: {winner}")
+        if options.guard_rule == "B":
             joins = guard_rule(rows, round_, options.budgets, not options.no_fidelity)
             print(f"  guard joins the defaults: {joins}")
 
