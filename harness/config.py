@@ -68,6 +68,10 @@ class SeamConfig:
     `restart_settings` (SEAM settings by name, e.g. {recover_augment: standard}) are laid over the
     restarts only: a retry with safer settings after a failed run, the first run unchanged. The row's
     `seed_kept` tells which run was kept (a restart's is seed + 1, ...).
+
+    `few_shot_settings` are laid over the whole run when some class of the defender's data has at most
+    `few_shot_per_class` examples (0: never; one label per example only): settings that adapt to the
+    budget, read from the defender's labels alone. The row's `few_shot` says whether they applied.
     """
 
     alpha: float | None = None
@@ -101,6 +105,8 @@ class SeamConfig:
     restarts: int = 0
     restart_policy: Literal["on_failure", "best"] = "on_failure"
     restart_settings: dict[str, Any] = field(default_factory=dict)
+    few_shot_per_class: int = 0
+    few_shot_settings: dict[str, Any] = field(default_factory=dict)
     batch_size: int = 32
     augment: bool = True
     seed: int = 0

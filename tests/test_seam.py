@@ -316,6 +316,23 @@ def test_restart_settings_apply_to_the_restarts_only():
         seam(cluster_task(), quick_config(restarts=1, restart_settings=not_per_restart))
 
 
+def test_few_shot_settings_apply_when_a_class_has_at_most_that_many_examples():
+    task = cluster_task()  # 12 examples per class
+    short = {"recover_epochs_after_goal": 1}
+    direct = seam(task, quick_config(**short))
+    applied = seam(task, quick_config(few_shot_per_class=12, few_shot_settings=short))
+    not_applied = seam(task, quick_config(few_shot_per_class=11, few_shot_settings=short))
+    assert applied.few_shot and not not_applied.few_shot
+    assert applied.recover_epochs == direct.recover_epochs < not_applied.recover_epochs
+    for ours, theirs in zip(applied.model.parameters(), direct.model.parameters(), strict=True):
+        assert torch.equal(ours, theirs)
+    with pytest.raises(ValueError, match=r"few_shot_settings: \['restarts'\]"):
+        seam(task, quick_config(few_shot_per_class=12, few_shot_settings={"restarts": 1}))
+    per_position = dataclasses.replace(task, defender=LabelledData(task.defender.inputs, torch.zeros(48, 3)))
+    with pytest.raises(ValueError, match="one label per example"):
+        seam_module.few_shot_config(per_position, quick_config(few_shot_per_class=5))
+
+
 def test_best_of_restarts_runs_them_all_and_needs_the_guard():
     result = seam(cluster_task(), quick_config(guard_fraction=0.25, restarts=1, restart_policy="best"))
     assert result.runs == 2 and result.status == "ok" and result.seed in (0, 1)

@@ -60,6 +60,7 @@ class SeamResult:
     guard_n: int = 0
     guard_acc_orig: float = math.nan
     guard_acc_final: float = math.nan
+    few_shot: bool = False  # few_shot_settings applied
 
 
 FAILED = ("recovery_failed", "destroyed")  # statuses after which a restart runs (restart_policy on_failure)
@@ -151,14 +152,12 @@ def seam(
     task: Task, config: SeamConfig, recovery_score: Callable[[nn.Module], float] | None = None
 ) -> SeamResult:
     """SEAM on a copy of `task.model` (left untouched), with the guard and restarts if configured."""
+    config, few_shot = few_shot_config(task, config)
     if config.restart_policy not in ("on_failure", "best"):
         raise ValueError(f"restart_policy is {config.restart_policy!r}: use on_failure or best")
     if config.restart_policy == "best" and config.restarts and not config.guard_fraction:
         raise ValueError("restart_policy best chooses by guard accuracy: set guard_fraction > 0")
-    not_for_restarts = {"restarts", "restart_policy", "restart_settings", "guard_fraction", "seed"}
-    unknown = sorted(set(config.restart_settings) - (set(SeamConfig.__dataclass_fields__) - not_for_restarts))
-    if unknown:
-        raise ValueError(f"restart_settings: {unknown} cannot be set per restart (or are not SEAM settings)")
+    check_overlay("restart_settings", config.restart_settings, {"guard_fraction", "seed"})
     if not 0 <= config.guard_fraction < 1:
         raise ValueError(f"guard_fraction is {config.guard_fraction}: use 0 (off) or a share below 1")
     train_task, guard = task, None
@@ -190,11 +189,39 @@ def seam(
             break
     kept_run = best_run(runs)
     kept_run.runs = len(runs)
+    kept_run.few_shot = few_shot
     kept_run.forget_seconds = sum(r.forget_seconds for r in runs)
     kept_run.recover_seconds = sum(r.recover_seconds for r in runs)
     kept_run.forget_step_seconds = sum(r.forget_step_seconds for r in runs)
     kept_run.recover_step_seconds = sum(r.recover_step_seconds for r in runs)
     return kept_run
+
+
+OVERLAYS = {"restarts", "restart_policy", "restart_settings", "few_shot_per_class", "few_shot_settings"}
+
+
+def check_overlay(name: str, settings: dict, also_excluded: set[str]) -> None:
+    """Settings laid over the config (restart_settings, few_shot_settings) must be SEAM settings, and not
+    the ones that lay settings over others."""
+    allowed = set(SeamConfig.__dataclass_fields__) - OVERLAYS - also_excluded
+    unknown = sorted(set(settings) - allowed)
+    if unknown:
+        raise ValueError(f"{name}: {unknown} cannot be set there (or are not SEAM settings)")
+
+
+def few_shot_config(task: Task, config: SeamConfig) -> tuple[SeamConfig, bool]:
+    """`config` with `few_shot_settings` on top when some class of the defender's data has at most
+    `few_shot_per_class` examples (0: never), and whether it applied. It reads the defender's labels only."""
+    check_overlay("few_shot_settings", config.few_shot_settings, set())
+    if config.few_shot_per_class <= 0:
+        return config, False
+    labels = task.defender.labels
+    if labels.dim() != 1:
+        raise ValueError("few_shot_per_class needs one label per example; this task labels every position")
+    counts = torch.bincount(labels)
+    if int(counts[counts > 0].min()) > config.few_shot_per_class:
+        return config, False
+    return dataclasses.replace(config, **config.few_shot_settings), True
 
 
 def guard_fell(before: float, after: float, max_drop: float) -> bool:
@@ -435,6 +462,7 @@ def as_method_result(result: SeamResult) -> MethodResult:
         "defender_acc_final": result.defender_acc_final,
         "runs": result.runs,
         "seed_kept": result.seed,
+        "few_shot": result.few_shot,
         "guard_n": result.guard_n,
         "guard_acc_orig": result.guard_acc_orig,
         "guard_acc_final": result.guard_acc_final,
