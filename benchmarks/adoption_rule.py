@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.methods.seam import FAILED  # the statuses after which SEAM restarts
 from harness.study import KEPT_DROP, RUINED_DROP
 
 GUARD_TWIN = {"defaults": "guard", "distill": "distill_guard"}
@@ -109,9 +110,6 @@ def guard_rule(rows: pd.DataFrame, round_: int, budgets: list[str], fidelity: bo
         )
         met &= bool(ok)
     return met
-
-
-FAILED = ("recovery_failed", "destroyed")
 
 
 def fallback_rule(rows: pd.DataFrame, round_: int, variant: str, budgets: list[str]) -> bool:
