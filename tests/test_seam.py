@@ -311,8 +311,8 @@ def test_restart_settings_apply_to_the_restarts_only():
     # the first run is destroyed as above; the safer restart passes, and no third run follows
     assert result.runs == 2 and result.seed == 1 and result.status == "ok"
     assert result.guard_acc_final >= result.guard_acc_orig - 0.1
+    not_per_restart = {"recover_speed": 1, "guard_fraction": 0.5}
     with pytest.raises(ValueError, match=r"restart_settings: \['guard_fraction', 'recover_speed'\]"):
-        not_per_restart = {"recover_speed": 1, "guard_fraction": 0.5}
         seam(cluster_task(), quick_config(restarts=1, restart_settings=not_per_restart))
 
 
