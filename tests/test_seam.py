@@ -385,3 +385,21 @@ def test_strong_augmentation_is_used_by_recovery_only_and_refused_where_the_roun
     result = seam(dataclasses.replace(task, strong_augment=counting), config)
     per_epoch = -(-len(task.defender) // config.batch_size)
     assert len(batches) == result.recover_epochs * per_epoch and sum(batches) % len(task.defender) == 0
+
+
+def test_echo_keeps_the_restart_that_repeats_fewest_of_the_original_errors():
+    def noisy(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator):
+        return x + 4 * torch.randn(x.shape, generator=generator), y  # far enough that the original errs
+
+    task = dataclasses.replace(cluster_task(), strong_augment=noisy)
+    config = quick_config(restarts=2, restart_policy="echo", echo_draws=5)
+    kept = seam(task, config)
+    score = seam_module.original_errors(task, 5, seed=0)
+    alone = [seam(task, quick_config(seed=s)) for s in range(3)]
+    echoes = [score(run.model) for run in alone]
+    assert kept.runs == 3 and len(set(echoes)) > 1  # the runs differ, so the choice means something
+    assert kept.seed == echoes.index(min(echoes)) and kept.echo == min(echoes)
+    for ours, theirs in zip(kept.model.parameters(), alone[kept.seed].model.parameters(), strict=True):
+        assert torch.equal(ours, theirs)
+    with pytest.raises(ValueError, match="no strong augmentation"):
+        seam(cluster_task(), config)

@@ -35,7 +35,7 @@ from harness.methods import MethodResult
 from harness.methods.common import split_per_class
 from harness.metrics import at_least
 from harness.task import IGNORE_INDEX, LabelledData, Task
-from harness.training import StepClock, data_accuracy, resolve_device, train_epoch
+from harness.training import StepClock, data_accuracy, predict, resolve_device, train_epoch
 
 
 @dataclass
@@ -61,6 +61,7 @@ class SeamResult:
     guard_acc_orig: float = math.nan
     guard_acc_final: float = math.nan
     few_shot: bool = False  # few_shot_settings applied
+    echo: float = math.nan  # share of the original's errors repeated (restart_policy echo)
 
 
 FAILED = ("recovery_failed", "destroyed")  # statuses after which a restart runs (restart_policy on_failure)
@@ -153,10 +154,13 @@ def seam(
 ) -> SeamResult:
     """SEAM on a copy of `task.model` (left untouched), with the guard and restarts if configured."""
     config, few_shot = few_shot_config(task, config)
-    if config.restart_policy not in ("on_failure", "best"):
-        raise ValueError(f"restart_policy is {config.restart_policy!r}: use on_failure or best")
+    if config.restart_policy not in ("on_failure", "best", "echo"):
+        raise ValueError(f"restart_policy is {config.restart_policy!r}: use on_failure, best or echo")
     if config.restart_policy == "best" and config.restarts and not config.guard_fraction:
         raise ValueError("restart_policy best chooses by guard accuracy: set guard_fraction > 0")
+    echo_of = None
+    if config.restart_policy == "echo" and config.restarts:
+        echo_of = original_errors(task, config.echo_draws, config.seed)
     check_overlay("restart_settings", config.restart_settings, {"guard_fraction", "seed"})
     if not 0 <= config.guard_fraction < 1:
         raise ValueError(f"guard_fraction is {config.guard_fraction}: use 0 (off) or a share below 1")
@@ -184,10 +188,12 @@ def seam(
             and result.status not in FAILED
         ):
             result.status = "destroyed"
+        if echo_of is not None:
+            result.echo = echo_of(result.model)
         runs.append(result)
         if config.restart_policy == "on_failure" and result.status not in FAILED:
             break
-    kept_run = best_run(runs)
+    kept_run = least_echo(runs) if echo_of is not None else best_run(runs)
     kept_run.runs = len(runs)
     kept_run.few_shot = few_shot
     kept_run.forget_seconds = sum(r.forget_seconds for r in runs)
@@ -242,6 +248,36 @@ def best_run(runs: list[SeamResult]) -> SeamResult:
     examples SEAM trained on; the earliest on a tie."""
     passed = [r for r in runs if r.status not in FAILED] or runs
     return max(passed, key=lambda r: (nan_low(r.guard_acc_final), r.defender_acc_final))
+
+
+def least_echo(runs: list[SeamResult]) -> SeamResult:
+    """Among the runs that passed (else all): the fewest of the original's errors repeated; the earliest on
+    a tie."""
+    passed = [r for r in runs if r.status not in FAILED] or runs
+    return min(passed, key=lambda r: r.echo)
+
+
+def original_errors(task: Task, draws: int, seed: int) -> Callable[[nn.Module], float]:
+    """A scorer: the share of the original model's errors on strongly augmented defender examples that a
+    model repeats (same wrong class). The inputs are drawn once, so every run is scored on the same ones."""
+    if task.strong_augment is None:
+        raise ValueError("restart_policy echo: this round type has no strong augmentation")
+    if task.defender.labels.dim() != 1:
+        raise ValueError("restart_policy echo needs one label per example; this task labels every position")
+    generator = torch.Generator().manual_seed(seed)
+    drawn = [task.strong_augment(task.defender.inputs, task.defender.labels, generator) for _ in range(draws)]
+    inputs = torch.cat([x for x, _ in drawn])
+    labels = torch.cat([y for _, y in drawn])
+    original = predict(task.model, inputs, task.forward)
+    wrong = original != labels
+
+    def echo(model: nn.Module) -> float:
+        if not wrong.any():
+            return 0.0
+        repeated = predict(model, inputs[wrong], task.forward) == original[wrong]
+        return float(repeated.float().mean())
+
+    return echo
 
 
 def nan_low(value: float) -> float:
@@ -463,6 +499,7 @@ def as_method_result(result: SeamResult) -> MethodResult:
         "runs": result.runs,
         "seed_kept": result.seed,
         "few_shot": result.few_shot,
+        "echo": result.echo,
         "guard_n": result.guard_n,
         "guard_acc_orig": result.guard_acc_orig,
         "guard_acc_final": result.guard_acc_final,
