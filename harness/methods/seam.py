@@ -158,12 +158,12 @@ def seam(
         raise ValueError(f"restart_policy is {config.restart_policy!r}: use on_failure, best or echo")
     if config.restart_policy == "best" and config.restarts and not config.guard_fraction:
         raise ValueError("restart_policy best chooses by guard accuracy: set guard_fraction > 0")
-    echo_of = None
-    if config.restart_policy == "echo" and config.restarts:
-        echo_of = original_errors(task, config.echo_draws, config.seed)
     check_overlay("restart_settings", config.restart_settings, {"guard_fraction", "seed"})
     if not 0 <= config.guard_fraction < 1:
         raise ValueError(f"guard_fraction is {config.guard_fraction}: use 0 (off) or a share below 1")
+    echo_of = None
+    if config.restart_policy == "echo" and config.restarts:
+        echo_of = original_errors(task, config.echo_draws, config.seed)
     train_task, guard = task, None
     if config.guard_fraction > 0:
         split = torch.Generator().manual_seed(config.seed)  # one guard part for every restart
@@ -221,13 +221,17 @@ def few_shot_config(task: Task, config: SeamConfig) -> tuple[SeamConfig, bool]:
     check_overlay("few_shot_settings", config.few_shot_settings, set())
     if config.few_shot_per_class <= 0:
         return config, False
+    require_one_label_per_example(task, "few_shot_per_class")
     labels = task.defender.labels
-    if labels.dim() != 1:
-        raise ValueError("few_shot_per_class needs one label per example; this task labels every position")
     counts = torch.bincount(labels)
     if int(counts[counts > 0].min()) > config.few_shot_per_class:
         return config, False
     return dataclasses.replace(config, **config.few_shot_settings), True
+
+
+def require_one_label_per_example(task: Task, setting: str) -> None:
+    if task.defender.labels.dim() != 1:
+        raise ValueError(f"{setting} needs one label per example; this task labels every position")
 
 
 def guard_fell(before: float, after: float, max_drop: float) -> bool:
@@ -246,15 +250,17 @@ def guard_accuracy(task: Task, model: nn.Module, guard: LabelledData | None) -> 
 def best_run(runs: list[SeamResult]) -> SeamResult:
     """Among the runs that passed (else all): the best guard accuracy, then the best accuracy on the
     examples SEAM trained on; the earliest on a tie."""
-    passed = [r for r in runs if r.status not in FAILED] or runs
-    return max(passed, key=lambda r: (nan_low(r.guard_acc_final), r.defender_acc_final))
+    return max(passed_or_all(runs), key=lambda r: (nan_low(r.guard_acc_final), r.defender_acc_final))
 
 
 def least_echo(runs: list[SeamResult]) -> SeamResult:
     """Among the runs that passed (else all): the fewest of the original's errors repeated; the earliest on
     a tie."""
-    passed = [r for r in runs if r.status not in FAILED] or runs
-    return min(passed, key=lambda r: r.echo)
+    return min(passed_or_all(runs), key=lambda r: r.echo)
+
+
+def passed_or_all(runs: list[SeamResult]) -> list[SeamResult]:
+    return [r for r in runs if r.status not in FAILED] or runs
 
 
 def original_errors(task: Task, draws: int, seed: int) -> Callable[[nn.Module], float]:
@@ -262,20 +268,19 @@ def original_errors(task: Task, draws: int, seed: int) -> Callable[[nn.Module], 
     model repeats (same wrong class). The inputs are drawn once, so every run is scored on the same ones."""
     if task.strong_augment is None:
         raise ValueError("restart_policy echo: this round type has no strong augmentation")
-    if task.defender.labels.dim() != 1:
-        raise ValueError("restart_policy echo needs one label per example; this task labels every position")
+    require_one_label_per_example(task, "restart_policy echo")
     generator = torch.Generator().manual_seed(seed)
     drawn = [task.strong_augment(task.defender.inputs, task.defender.labels, generator) for _ in range(draws)]
     inputs = torch.cat([x for x, _ in drawn])
     labels = torch.cat([y for _, y in drawn])
     original = predict(task.model, inputs, task.forward)
     wrong = original != labels
+    misled_inputs, misled_to = inputs[wrong], original[wrong]
 
     def echo(model: nn.Module) -> float:
-        if not wrong.any():
+        if len(misled_inputs) == 0:
             return 0.0
-        repeated = predict(model, inputs[wrong], task.forward) == original[wrong]
-        return float(repeated.float().mean())
+        return float((predict(model, misled_inputs, task.forward) == misled_to).float().mean())
 
     return echo
 
