@@ -199,8 +199,7 @@ def defender_subset(data: LabelledData, per_class: int | None, seed: int) -> Lab
     budget's examples are among a larger one's. None keeps everything."""
     if per_class is None:
         return data
-    if data.labels.dim() != 1:
-        raise ValueError("--defender_per_class needs one label per example; this task labels every position")
+    data.require_one_label_per_example("--defender_per_class")
     if per_class < 1:
         raise ValueError(f"--defender_per_class must be at least 1, got {per_class}")
     order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))

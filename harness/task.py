@@ -30,6 +30,11 @@ class LabelledData:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def require_one_label_per_example(self, setting: str) -> None:
+        """Refuse `setting` (counts or draws per class) on data labelled per position."""
+        if self.labels.dim() != 1:
+            raise ValueError(f"{setting} needs one label per example; this task labels every position")
+
 
 @dataclass
 class TriggeredData:

@@ -221,17 +221,12 @@ def few_shot_config(task: Task, config: SeamConfig) -> tuple[SeamConfig, bool]:
     check_overlay("few_shot_settings", config.few_shot_settings, set())
     if config.few_shot_per_class <= 0:
         return config, False
-    require_one_label_per_example(task, "few_shot_per_class")
+    task.defender.require_one_label_per_example("few_shot_per_class")
     labels = task.defender.labels
     counts = torch.bincount(labels)
     if int(counts[counts > 0].min()) > config.few_shot_per_class:
         return config, False
     return dataclasses.replace(config, **config.few_shot_settings), True
-
-
-def require_one_label_per_example(task: Task, setting: str) -> None:
-    if task.defender.labels.dim() != 1:
-        raise ValueError(f"{setting} needs one label per example; this task labels every position")
 
 
 def guard_fell(before: float, after: float, max_drop: float) -> bool:
@@ -268,7 +263,7 @@ def original_errors(task: Task, draws: int, seed: int) -> Callable[[nn.Module], 
     model repeats (same wrong class). The inputs are drawn once, so every run is scored on the same ones."""
     if task.strong_augment is None:
         raise ValueError("restart_policy echo: this round type has no strong augmentation")
-    require_one_label_per_example(task, "restart_policy echo")
+    task.defender.require_one_label_per_example("restart_policy echo")
     generator = torch.Generator().manual_seed(seed)
     drawn = [task.strong_augment(task.defender.inputs, task.defender.labels, generator) for _ in range(draws)]
     inputs = torch.cat([x for x, _ in drawn])
