@@ -65,12 +65,14 @@ class SeamConfig:
     it does not pass this). `restarts` further SEAM runs (seeds seed+1, ...) follow a run that failed
     (`restart_policy` "on_failure": recovery_failed or destroyed) or always ("best"); the run kept is,
     among those that passed (else among all), the one with the best guard accuracy. "best" needs the guard.
-    "echo" (image rounds) also runs every restart and keeps, among the runs that passed (else among all),
-    the one that repeats the fewest of the original model's errors: on `echo_draws` draws of the round's
-    strong augmentation of every defender example (seeded by `seed`), the share of the inputs the original
-    misclassifies on which the run predicts the same wrong class. A trigger-like patch or colour cast that
-    pulls the original towards a class it should not predict is the original's behaviour that SEAM should
-    not keep; the row's `echo` gives the kept run's share. It reads the defender's examples only.
+    "echo" also runs every restart and keeps, among the runs that passed (else among all), the one that
+    repeats the fewest of the original model's errors: on `echo_draws` draws of the round's strong
+    augmentation of every defender example (`echo_augment` "standard": its standard one, for round types
+    without a strong one), seeded by `seed`, the share of the inputs (round 7: of the positions that
+    accuracy counts) the original misclassifies on which the run predicts the same wrong class. A
+    trigger-like patch, colour cast or inserted word that pulls the original towards a class it should
+    not predict is the original's behaviour that SEAM should not keep; the row's `echo` gives the kept
+    run's share. It reads the defender's examples only.
     `restart_settings` (SEAM settings by name, e.g. {recover_augment: standard}) are laid over the
     restarts only: a retry with safer settings after a failed run, the first run unchanged. The row's
     `seed_kept` tells which run was kept (a restart's is seed + 1, ...).
@@ -111,6 +113,7 @@ class SeamConfig:
     restarts: int = 0
     restart_policy: Literal["on_failure", "best", "echo"] = "on_failure"
     echo_draws: int = 20
+    echo_augment: Literal["standard", "strong"] = "strong"
     restart_settings: dict[str, Any] = field(default_factory=dict)
     few_shot_per_class: int = 0
     few_shot_settings: dict[str, Any] = field(default_factory=dict)

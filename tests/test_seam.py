@@ -9,7 +9,7 @@ from torch import nn
 import harness.methods.seam as seam_module
 from harness.config import SeamConfig
 from harness.methods.seam import random_wrong_labels, seam
-from harness.task import LabelledData, Task, TriggeredData
+from harness.task import IGNORE_INDEX, LabelledData, Task, TriggeredData
 
 K = 4
 
@@ -403,3 +403,53 @@ def test_echo_keeps_the_restart_that_repeats_fewest_of_the_original_errors():
         assert torch.equal(ours, theirs)
     with pytest.raises(ValueError, match="no strong augmentation"):
         seam(cluster_task(), config)
+
+
+def test_echo_scores_the_positions_that_accuracy_counts():
+    """Per-position labels (round 7): the errors are counted per labelled position, background and ignored
+    positions left out, and a model scores the share of them it repeats."""
+    background, ignored = 0, IGNORE_INDEX
+    labels = torch.tensor([[1, 2, background, ignored], [2, 2, 1, background]])
+    original = torch.tensor([[2, 2, 1, 1], [1, 2, 2, 2]])  # errors at (0,0), (1,0), (1,2); the rest ignored
+    half = torch.tensor([[2, 1, 1, 1], [0, 2, 2, 0]])  # repeats (0,0) and (1,2), not (1,0)
+
+    def one_hot(predicted: torch.Tensor) -> torch.Tensor:
+        return nn.functional.one_hot(predicted, 3).float()
+
+    class Fixed(nn.Module):  # the same logits for the two defender rows, whatever the input
+        def __init__(self, predicted: torch.Tensor):
+            super().__init__()
+            self.register_buffer("logits", one_hot(predicted))
+
+        def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+            return self.logits[inputs[:, 0].long()]
+
+    inputs = torch.tensor([[0.0], [1.0]])
+    task = Task(
+        model=Fixed(original),
+        num_classes=3,
+        defender=LabelledData(inputs, labels),
+        eval_clean=LabelledData(inputs, labels),
+        eval_triggered=None,
+        eval_data="test",
+        augment=lambda x, y, g: (x, y),
+        background_class=background,
+    )
+    score = seam_module.original_errors(task, draws=2, seed=0, augment="standard")
+    assert score(Fixed(original)) == 1.0
+    assert score(Fixed(half)) == pytest.approx(2 / 3)
+    assert score(Fixed(labels.clamp(min=0))) == 0.0
+    with pytest.raises(ValueError, match="no strong augmentation"):
+        seam_module.original_errors(task, draws=2, seed=0)
+
+
+def test_echo_on_the_standard_augmentation_for_rounds_without_a_strong_one():
+    def noisy(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator):
+        return x + 4 * torch.randn(x.shape, generator=generator), y
+
+    task = dataclasses.replace(cluster_task(), augment=noisy)
+    config = quick_config(
+        restarts=1, restart_policy="echo", echo_draws=3, echo_augment="standard", augment=True
+    )
+    kept = seam(task, config)
+    assert kept.runs == 2 and kept.echo == seam_module.original_errors(task, 3, 0, "standard")(kept.model)

@@ -163,7 +163,7 @@ def seam(
         raise ValueError(f"guard_fraction is {config.guard_fraction}: use 0 (off) or a share below 1")
     echo_of = None
     if config.restart_policy == "echo" and config.restarts:
-        echo_of = original_errors(task, config.echo_draws, config.seed)
+        echo_of = original_errors(task, config.echo_draws, config.seed, config.echo_augment)
     train_task, guard = task, None
     if config.guard_fraction > 0:
         split = torch.Generator().manual_seed(config.seed)  # one guard part for every restart
@@ -258,24 +258,35 @@ def passed_or_all(runs: list[SeamResult]) -> list[SeamResult]:
     return [r for r in runs if r.status not in FAILED] or runs
 
 
-def original_errors(task: Task, draws: int, seed: int) -> Callable[[nn.Module], float]:
-    """A scorer: the share of the original model's errors on strongly augmented defender examples that a
-    model repeats (same wrong class). The inputs are drawn once, so every run is scored on the same ones."""
-    if task.strong_augment is None:
-        raise ValueError("restart_policy echo: this round type has no strong augmentation")
-    task.defender.require_one_label_per_example("restart_policy echo")
+def original_errors(
+    task: Task, draws: int, seed: int, augment: str = "strong"
+) -> Callable[[nn.Module], float]:
+    """A scorer: the share of the original model's errors on augmented defender examples (the round's
+    strong augmentation, or its standard one with `augment` "standard") that a model repeats (same wrong
+    class). With per-position labels (round 7) the positions that accuracy counts are scored. The inputs
+    are drawn once, so every run is scored on the same ones."""
+    if augment not in ("standard", "strong"):
+        raise ValueError(f"echo_augment is {augment!r}: use standard or strong")
+    augmentation = task.strong_augment if augment == "strong" else task.augment
+    if augmentation is None:
+        raise ValueError(f"restart_policy echo: this round type has no {augment} augmentation")
     generator = torch.Generator().manual_seed(seed)
-    drawn = [task.strong_augment(task.defender.inputs, task.defender.labels, generator) for _ in range(draws)]
+    drawn = [augmentation(task.defender.inputs, task.defender.labels, generator) for _ in range(draws)]
     inputs = torch.cat([x for x, _ in drawn])
     labels = torch.cat([y for _, y in drawn])
     original = predict(task.model, inputs, task.forward)
-    wrong = original != labels
-    misled_inputs, misled_to = inputs[wrong], original[wrong]
+    counted = labels != IGNORE_INDEX
+    if task.background_class is not None:  # as accuracy counts them
+        counted &= labels != task.background_class
+    wrong = (original != labels) & counted
+    misled = wrong if wrong.dim() == 1 else wrong.any(dim=1)  # the inputs with at least one error
+    misled_inputs, where, misled_to = inputs[misled], wrong[misled], original[misled]
 
     def echo(model: nn.Module) -> float:
         if len(misled_inputs) == 0:
             return 0.0
-        return float((predict(model, misled_inputs, task.forward) == misled_to).float().mean())
+        repeated = predict(model, misled_inputs, task.forward)[where] == misled_to[where]
+        return float(repeated.float().mean())
 
     return echo
 
