@@ -554,7 +554,8 @@ def study_command(options: Namespace) -> None:
         options.threads,
     )
     columns = ["round", "variant", "defender_per_class", "poisoned_runs", "mean_fidelity", "min_fidelity"]
-    columns += ["p10_fidelity", "share_cleaned", "mean_acc_drop_clean", "flagged", "silent_ruined"]
+    columns += ["p10_fidelity", "share_cleaned", "share_high_fidelity", "mean_acc_drop_clean", "flagged"]
+    columns += ["silent_ruined"]
     print(summary[columns].to_string(index=False, float_format=lambda x: f"{x:.3f}"))
     print(f"tables: {options.output_dir}/study_summary.csv, study_rows.csv; plot: fidelity.png")
 

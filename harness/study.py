@@ -129,6 +129,8 @@ def summarise_study(group: pd.DataFrame) -> dict:
         "min_fidelity": fidelity.min(),
         "p10_fidelity": fidelity.quantile(0.1) if len(fidelity) else math.nan,
         "share_cleaned": share_cleaned(poisoned),
+        # the issue's own measure, whatever the status: flagged runs count if their Fidelity is high
+        "share_high_fidelity": float((fidelity >= CLEANED_FIDELITY).mean()) if len(poisoned) else math.nan,
         "share_asr_gone": float((poisoned["asr_after"].astype(float) <= CLEAN_ASR).mean())
         if len(poisoned)
         else math.nan,

@@ -43,6 +43,8 @@ def test_study_runs_every_variant_seed_and_budget_then_resumes(tiny_round3, tmp_
     assert line["poisoned_runs"] == len(poisoned)
     assert abs(line["mean_fidelity"] - poisoned["fidelity"].mean()) < 1e-9
     assert line["min_fidelity"] == poisoned["fidelity"].min()
+    assert line["share_high_fidelity"] == (poisoned["fidelity"] >= 0.85).mean()
+    assert line["share_cleaned"] == ((poisoned["fidelity"] >= 0.85) & (poisoned["status"] == "ok")).mean()
     group = rows[(rows["variant"] == "plain") & (rows["defender_per_class"].astype(str) == "2")]
     drop = group["acc_before"] - group["acc_after"]
     assert line["ruined"] == (drop > 0.1).sum() and line["kept"] == (drop <= 0.05).sum()
