@@ -399,6 +399,8 @@ def test_echo_keeps_the_restart_that_repeats_fewest_of_the_original_errors():
     echoes = [score(run.model) for run in alone]
     assert kept.runs == 3 and len(set(echoes)) > 1  # the runs differ, so the choice means something
     assert kept.seed == echoes.index(min(echoes)) and kept.echo == min(echoes)
+    assert kept.forget_epochs_all_runs == sum(run.forget_epochs for run in alone)
+    assert kept.recover_epochs_all_runs == sum(run.recover_epochs for run in alone)
     for ours, theirs in zip(kept.model.parameters(), alone[kept.seed].model.parameters(), strict=True):
         assert torch.equal(ours, theirs)
     with pytest.raises(ValueError, match="no strong augmentation"):

@@ -56,6 +56,8 @@ class SeamResult:
     seed: int
     forget_step_seconds: float = 0.0  # inside training steps (forward, backward, optimizer step)
     recover_step_seconds: float = 0.0
+    forget_epochs_all_runs: int = 0  # over the restarts too: the epochs the step seconds cover
+    recover_epochs_all_runs: int = 0
     runs: int = 1
     guard_n: int = 0
     guard_acc_orig: float = math.nan
@@ -200,6 +202,8 @@ def seam(
     kept_run.recover_seconds = sum(r.recover_seconds for r in runs)
     kept_run.forget_step_seconds = sum(r.forget_step_seconds for r in runs)
     kept_run.recover_step_seconds = sum(r.recover_step_seconds for r in runs)
+    kept_run.forget_epochs_all_runs = sum(r.forget_epochs for r in runs)
+    kept_run.recover_epochs_all_runs = sum(r.recover_epochs for r in runs)
     return kept_run
 
 
@@ -516,6 +520,8 @@ def as_method_result(result: SeamResult) -> MethodResult:
         "guard_acc_final": result.guard_acc_final,
         "forget_step_seconds": result.forget_step_seconds,
         "recover_step_seconds": result.recover_step_seconds,
+        "forget_epochs_all_runs": result.forget_epochs_all_runs,
+        "recover_epochs_all_runs": result.recover_epochs_all_runs,
     }
     seconds = {"forget": result.forget_seconds, "recover": result.recover_seconds}
     return MethodResult(result.model, result.status, seconds, figures)
