@@ -162,10 +162,8 @@ def main() -> None:
     torch.set_num_threads(MODEL_THREADS)  # as that run
     bare = bare_loop_seconds(model_dir, first)
     bare_throughput = (first["forget_epochs"] + first["recover_epochs"]) * first["defender_examples"] / bare
-    for phase in (
-        "forget",
-        "recover",
-    ):  # epochs x examples went through steps, over every SEAM run (restarts)
+    # epochs x examples went through the steps, over every SEAM run (restarts included)
+    for phase in ("forget", "recover"):
         epochs = first[f"{phase}_epochs_all_runs"]
         throughput = epochs * first["defender_examples"] / first[f"{phase}_step_seconds"]
         figures[f"seam_{phase}_throughput_over_bare_loop"] = throughput / bare_throughput
