@@ -41,6 +41,10 @@ class SeamConfig:
     "once" draws one random labelling of the defender's data and keeps it for the whole phase, so the
     model has to memorise it instead of just flattening its outputs. `forget_freeze_classifier` keeps the
     last Linear layer fixed while forgetting (recovery trains everything), for the same reason.
+    `forget_freeze_share` (0 to 1) keeps that share of the model's parameter tensors, counted from the input
+    side in the order the model registers them, fixed while forgetting (recovery trains everything): the
+    first layers compute generic features (edges, colours) that a few clean examples cannot teach again,
+    while the mapping from features to classes, where forgetting has to reach, lies above them.
     `recover_perturb` (> 0) adds Gaussian noise to every weight matrix (embeddings included) between the
     phases, `recover_perturb` times that matrix's own standard deviation: forgetting on clean data only
     reaches what clean inputs use, and noise also blurs what only a trigger uses, which recovery on clean
@@ -103,6 +107,7 @@ class SeamConfig:
     forget_labels: Literal["wrong", "any"] = "wrong"
     forget_label_draw: Literal["batch", "once"] = "batch"
     forget_freeze_classifier: bool = False
+    forget_freeze_share: float = 0.0
     recover_perturb: float = 0.0
     recover_distill: float = 0.0
     distill_temperature: float = 2.0

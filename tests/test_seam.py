@@ -157,6 +157,19 @@ def test_forget_freeze_classifier_leaves_the_last_layer_untouched_while_forgetti
     assert not torch.equal(moved.model[2].weight, original_head.weight)
 
 
+def test_forget_freeze_share_keeps_the_first_layers_fixed_while_forgetting():
+    task = cluster_task()
+    forget_only = dict(recover_max_epochs=0, forget_epochs_below_alpha=2)
+    frozen = seam(task, quick_config(forget_freeze_share=0.5, **forget_only))
+    assert frozen.forget_reached
+    original = list(task.model.parameters())  # first Linear's weight and bias, then the head's
+    after = list(frozen.model.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(after[:2], original[:2], strict=True))  # first half
+    assert not torch.equal(after[2], original[2])  # the head forgot
+    with pytest.raises(ValueError, match="forget_freeze_share"):
+        seam(task, quick_config(forget_freeze_share=1.0))
+
+
 def test_forgetting_runs_the_required_epochs_below_alpha_then_recovers():
     task = cluster_task()
     config = SeamConfig(forget_lr=1e-2, forget_epochs_below_alpha=4, recover_lr=1e-2, augment=False)

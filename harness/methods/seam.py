@@ -108,12 +108,22 @@ def reset_classifier(model: nn.Module) -> None:
         layer.reset_parameters()
 
 
-def forgetting_parameters(model: nn.Module, freeze_classifier: bool) -> list[nn.Parameter]:
-    """Every parameter, or all but the classifier's: with the classifier fixed, the model cannot forget
-    by flattening its last layer alone, so the layers below have to change."""
+def forgetting_parameters(
+    model: nn.Module, freeze_classifier: bool, freeze_share: float = 0.0
+) -> list[nn.Parameter]:
+    """Every parameter, less the classifier's (`freeze_classifier`: the model cannot then forget by
+    flattening its last layer alone, so the layers below have to change) and less the first
+    `freeze_share` of the parameter tensors from the input side (the generic first layers kept)."""
+    if not 0.0 <= freeze_share < 1.0:
+        raise ValueError(
+            f"forget_freeze_share is {freeze_share}: use a share from 0 (off) up to, not including, 1"
+        )
+    parameters = list(model.parameters())
+    frozen = {id(p) for p in parameters[: round(freeze_share * len(parameters))]}
     layer = classifier(model) if freeze_classifier else None
-    frozen = {id(p) for p in layer.parameters()} if layer is not None else set()
-    return [p for p in model.parameters() if id(p) not in frozen]
+    if layer is not None:
+        frozen |= {id(p) for p in layer.parameters()}
+    return [p for p in parameters if id(p) not in frozen]
 
 
 def perturb_weights(model: nn.Module, scale: float, generator: torch.Generator) -> None:
@@ -401,7 +411,7 @@ def seam_once(
     start = time.perf_counter()
     optimizer = make_optimizer(
         config.forget_optimizer,
-        forgetting_parameters(model, config.forget_freeze_classifier),
+        forgetting_parameters(model, config.forget_freeze_classifier, config.forget_freeze_share),
         config.forget_lr,
         config.forget_weight_decay,
         (0.9, 0.999),
