@@ -166,6 +166,7 @@ def test_forget_freeze_share_keeps_the_first_layers_fixed_while_forgetting():
     after = list(frozen.model.parameters())
     assert all(torch.equal(a, b) for a, b in zip(after[:2], original[:2], strict=True))  # first half
     assert not torch.equal(after[2], original[2])  # the head forgot
+    assert all(p.requires_grad for p in after)  # fixed only while forgetting
     with pytest.raises(ValueError, match="forget_freeze_share"):
         seam(task, quick_config(forget_freeze_share=1.0))
 

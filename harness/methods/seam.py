@@ -409,9 +409,14 @@ def seam_once(
     alpha = forget_alpha(k, config)
 
     start = time.perf_counter()
+    forgetting = forgetting_parameters(model, config.forget_freeze_classifier, config.forget_freeze_share)
+    trained = {id(p) for p in forgetting}
+    fixed = [(p, p.requires_grad) for p in model.parameters() if id(p) not in trained]
+    for parameter, _ in fixed:  # no gradients for fixed layers: the backward pass stops above the first ones
+        parameter.requires_grad_(False)
     optimizer = make_optimizer(
         config.forget_optimizer,
-        forgetting_parameters(model, config.forget_freeze_classifier, config.forget_freeze_share),
+        forgetting,
         config.forget_lr,
         config.forget_weight_decay,
         (0.9, 0.999),
@@ -431,6 +436,8 @@ def seam_once(
         if acc_forgotten < alpha:  # counted, not reset: forgetting always ends
             epochs_below += 1
     forget_reached = epochs_below >= config.forget_epochs_below_alpha
+    for parameter, requires_grad in fixed:
+        parameter.requires_grad_(requires_grad)
     forget_seconds = time.perf_counter() - start
 
     start = time.perf_counter()
