@@ -15,7 +15,8 @@ On a round made by `make-round` (or any round), in one invocation, printed and w
   (examples per second inside its training steps: forward, loss, backward, optimizer step; the record's
   `*_step_seconds`) over a bare loop of the same model, batch size and threads that does nothing but
   forward, backward and step on the defender data (one thread, as that run); and the share of SEAM's
-  time outside those steps (the accuracy checks between epochs, batching, augmentation, relabelling);
+  time outside those steps (the accuracy checks between epochs, batching, augmentation, relabelling),
+  for that model and pooled over every model but the first;
 - cold start of `seam-harness --help` and `seam-harness model --help`, and whether loading an image
   model imports transformers; for a sentiment round, embedding passes per example text.
 Wall-clock seconds on a shared machine are noisy: compare ratios from one invocation only.
@@ -170,6 +171,11 @@ def main() -> None:
     seam_first = first["forget_seconds"] + first["recover_seconds"]
     steps_first = first["forget_step_seconds"] + first["recover_step_seconds"]
     figures["seam_share_outside_steps"] = 1 - steps_first / seam_first
+    rest = results.iloc[1:] if len(results) > 1 else results  # every model but the first, pooled
+    steps_rest = (rest["forget_step_seconds"] + rest["recover_step_seconds"]).sum()
+    figures["seam_share_outside_steps_round"] = (
+        1 - steps_rest / (rest["forget_seconds"] + rest["recover_seconds"]).sum()
+    )
     figures["cold_start_help_seconds"] = min(timed([*CLI, "--help"]) for _ in range(3))
     figures["cold_start_model_help_seconds"] = min(timed([*CLI, "model", "--help"]) for _ in range(3))
     if int(first["round"]) in (3, 4):

@@ -1,6 +1,9 @@
 """seam-harness: SEAM backdoor removal over TrojAI-style rounds."""
 
 import os
+import sys
+
+from harness.kernels import apply_kernel_choice
 
 __version__ = "0.1.0"
 
@@ -10,3 +13,8 @@ __version__ = "0.1.0"
 # run of benchmarks/contention.sh: both ACTIVE 19.0 s, SEAM PASSIVE 12.8 s, both PASSIVE 12.5 s (8.7-9.1 s
 # alone). Set before torch is imported, inherited by worker and child processes; a user's own setting wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+# SEAM_HARNESS_KERNELS=portable: the same float sums on any x86 CPU with AVX2 (harness/kernels.py).
+_kernel_warning = apply_kernel_choice()
+if _kernel_warning:
+    print(f"seam-harness: warning: {_kernel_warning}", file=sys.stderr)

@@ -22,6 +22,7 @@ from adapters.common import NamedFiles
 from harness import __version__, methods
 from harness.config import EvalConfig, SeamConfig
 from harness.files import OutputError
+from harness.kernels import kernels_in_effect
 from harness.metrics import (
     accuracy,
     accuracy_counted,
@@ -389,5 +390,6 @@ def run_job(
         "method_config": dataclasses.asdict(job.config),
         "trust_pickles": trust_pickles,
         "torch_threads": torch.get_num_threads(),
+        "cpu_kernels": kernels_in_effect(),
         "harness_version": __version__,
     }

@@ -1,16 +1,20 @@
 """`seam-harness model`: one model, the TrojAI container way, on the NIST test server's folder shape."""
 
 import json
+import os
+import platform
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from conftest import FAST_SEAM
 
 from adapters.common import discover_models
 from harness.config import EvalConfig, SeamConfig
+from harness.kernels import SWITCH, X86, apply_kernel_choice, has_avx2, read_cpuinfo
 from harness.model_io import load_model
 from harness.pipeline import process_model
 
@@ -26,13 +30,15 @@ def server_folder(source: Path, destination: Path) -> Path:
     return destination
 
 
-def model_command(folder: Path, tmp_path: Path, *extra) -> tuple[subprocess.CompletedProcess, Path]:
+def model_command(
+    folder: Path, tmp_path: Path, *extra, env: dict | None = None
+) -> tuple[subprocess.CompletedProcess, Path]:
     result_file = tmp_path / "result.json"
     command = [
         CLI, "model", "--model_filepath", folder / "model.pt", "--result_filepath", result_file,
         "--scratch_dirpath", tmp_path / "scratch", "--examples_dirpath", folder / "example_data", *extra,
     ]  # fmt: skip
-    return subprocess.run(list(map(str, command)), capture_output=True, text=True), result_file
+    return subprocess.run(list(map(str, command)), capture_output=True, text=True, env=env), result_file
 
 
 def test_model_entrypoint_on_a_server_shaped_folder(tiny_round3, tmp_path):
@@ -47,6 +53,7 @@ def test_model_entrypoint_on_a_server_shaped_folder(tiny_round3, tmp_path):
     assert record["eval_data"] == "clean_example_holdout(fraction=0.5,seed=0)"
     device = "cuda" if torch.cuda.is_available() else "cpu"  # "auto", said once and recorded as used
     assert completed.stderr.count("device auto: using") == 1 and record["method_config"]["device"] == device
+    assert record["cpu_kernels"].startswith("native")
     if record["status"] == "ok":
         assert load_model(tmp_path / "scratch" / "mitigated" / "model.pt") is not None
 
@@ -66,6 +73,36 @@ def test_model_entrypoint_reports_a_bad_model_clearly(tiny_round3, tmp_path):
     assert completed.returncode != 0
     assert "model.pt" in completed.stderr and "Traceback" not in completed.stderr
     assert json.loads(result_file.read_text())["status"] == "error"
+
+
+PORTABLE_CPU = platform.machine().lower() in X86 and has_avx2(read_cpuinfo())
+
+
+@pytest.mark.skipif(not PORTABLE_CPU, reason="portable kernels need an x86 CPU with AVX2")
+def test_portable_kernels_reach_torch_and_the_row(tiny_round3, tmp_path):
+    folder = server_folder(discover_models(tiny_round3)[0], tmp_path / "active")
+    environment = {**os.environ, SWITCH: "portable"}
+    probe = "import harness, torch; print(torch.backends.cpu.get_cpu_capability())"
+    completed = subprocess.run([sys.executable, "-c", probe], env=environment, capture_output=True, text=True)
+    assert completed.stdout.strip() == "AVX2", completed.stderr
+    completed, result_file = model_command(folder, tmp_path, "--methods", "[finetune]", env=environment)
+    assert completed.returncode == 0, completed.stderr
+    assert json.loads(result_file.read_text())["cpu_kernels"] == "portable"
+
+
+def test_kernel_choice_falls_back_to_native_with_a_reason():
+    avx2 = "flags\t\t: fpu sse2 avx avx2 fma\n"
+    cases = [  # (switch, machine, cpuinfo) -> a word of the warning
+        ("portable", "aarch64", avx2, "x86"),
+        ("portable", "x86_64", "flags\t\t: fpu sse2 avx\n", "AVX2 not found"),
+        ("fast", "x86_64", avx2, "neither native nor portable"),
+        ("portable", "x86_64", avx2, "torch was imported"),  # this test process has imported torch
+    ]
+    for switch, machine, cpuinfo, reason in cases:
+        environ = {SWITCH: switch}
+        assert reason in apply_kernel_choice(environ, machine, cpuinfo)
+        assert environ == {SWITCH: switch}
+    assert apply_kernel_choice({}, "x86_64", avx2) is None
 
 
 def test_model_entrypoint_runs_several_methods_on_one_load(tiny_round3, tmp_path):
