@@ -38,6 +38,7 @@ def test_layout_matches_the_competition(fixture, request):
         assert "class_0_example_0.png" in clean_names
         stats = json.loads((model_dir / "model_stats.json").read_text())
         assert stats["verification"]["passed"] and stats["verification"]["attempts"]
+        assert stats["cpu_kernels"].startswith("native")  # the kernels that trained it
         poisoned_dir = model_dir / "poisoned_example_data"
         assert poisoned_dir.is_dir() == (truth == b"1") == (model_dir / "poisoned_test_data").is_dir()
         if truth == b"1":

@@ -14,6 +14,7 @@ import pandas as pd
 
 from adapters.common import discover_models
 from harness.config import MODEL_THREADS
+from harness.kernels import kernels_in_effect
 from harness.metrics import at_least
 from harness.parallel import run_parallel
 
@@ -143,6 +144,7 @@ def verified_model_stats(
         "final_clean_data_test_acc": 100.0 * final["clean_test_acc"],
         "final_triggered_data_test_acc": 100.0 * final["triggered_test_asr"] if poisoned else None,
         "training_wall_time_sec": final["train_seconds"],
+        "cpu_kernels": kernels_in_effect(),  # which vector code trained it (harness/kernels.py)
         "verification": {
             "min_acc": min_acc,
             "min_asr": min_asr,
