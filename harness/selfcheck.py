@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from harness.config import SeamConfig
+from harness.kernels import kernels_in_effect
 from harness.methods.seam import seam
 from harness.model_io import load_model, save_model
 from harness.task import LabelledData, Task
@@ -47,7 +48,8 @@ def self_check() -> list[str]:
         assert torch.equal(reloaded(inputs), result.model(inputs)), "the saved model does not reload"
     return [
         f"torch {torch.__version__}, torchvision {torchvision.__version__}, "
-        f"cuda {'available' if torch.cuda.is_available() else 'not available'}",
+        f"cuda {'available' if torch.cuda.is_available() else 'not available'}, "
+        f"CPU kernels {kernels_in_effect()}",
         f"adapters: {', '.join(a.__name__.split('.')[-1] for a in adapters.all_adapters())}",
         f"SEAM: forgot in {result.forget_epochs} epochs, recovered in {result.recover_epochs} "
         f"(defender acc {result.defender_acc_orig:.2f} -> {result.defender_acc_forgotten:.2f} "

@@ -80,6 +80,7 @@ def test_self_check_of_the_test_section():
     completed = host_shell(sections(DEF_FILE.read_text())["%test"])
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.strip().endswith("self-check: ok")
+    assert "CPU kernels native" in completed.stdout  # the switch is off unless the environment sets it
 
 
 # --- A real Apptainer build and run ------------------------------------------------------------------------
