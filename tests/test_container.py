@@ -42,6 +42,7 @@ def sections(text: str) -> dict[str, str]:
 def host_shell(script: str, *args, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     """Run a section's body with bash, as the container would, with the venv's seam-harness on PATH."""
     env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
+    env.pop("SEAM_HARNESS_KERNELS", None)  # the container's defaults, whatever the developer's shell exports
     command = ["bash", "-c", script, "runscript", *map(str, args)]
     return subprocess.run(command, capture_output=True, text=True, env=env, cwd=cwd)
 

@@ -10,6 +10,7 @@ from conftest import TINY, seam_harness
 from adapters.common import discover_models, read_config
 from adapters.synthetic.image_rounds import make_round
 from adapters.synthetic.specs import MICRO_ROUND, ImageRoundSpec
+from harness.kernels import kernels_in_effect
 from harness.model_io import load_model
 
 
@@ -38,7 +39,7 @@ def test_layout_matches_the_competition(fixture, request):
         assert "class_0_example_0.png" in clean_names
         stats = json.loads((model_dir / "model_stats.json").read_text())
         assert stats["verification"]["passed"] and stats["verification"]["attempts"]
-        assert stats["cpu_kernels"].startswith("native")  # the kernels that trained it
+        assert stats["cpu_kernels"] == kernels_in_effect()  # the kernels that trained it (in this process)
         poisoned_dir = model_dir / "poisoned_example_data"
         assert poisoned_dir.is_dir() == (truth == b"1") == (model_dir / "poisoned_test_data").is_dir()
         if truth == b"1":

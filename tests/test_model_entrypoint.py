@@ -38,6 +38,8 @@ def model_command(
         CLI, "model", "--model_filepath", folder / "model.pt", "--result_filepath", result_file,
         "--scratch_dirpath", tmp_path / "scratch", "--examples_dirpath", folder / "example_data", *extra,
     ]  # fmt: skip
+    if env is None:  # the defaults, whatever the developer's shell exports
+        env = {name: value for name, value in os.environ.items() if name != SWITCH}
     return subprocess.run(list(map(str, command)), capture_output=True, text=True, env=env), result_file
 
 
