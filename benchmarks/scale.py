@@ -41,11 +41,12 @@ MICRO_FLAGS = [
 ]
 
 
-def peak_memory_mb(pid: int) -> float:
-    """VmHWM (peak resident set) of a live process, in MiB; NaN once it has gone."""
+def memory_mb(pid: int, field: str = "VmHWM") -> float:
+    """A memory figure of a live process from /proc (VmHWM: peak resident set; VmRSS: current), in MiB;
+    NaN once it has gone."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
@@ -80,7 +81,7 @@ def watched_run(command: list[str], output_dir: Path, kill_after: int | None) ->
     peaks: dict[int, float] = {}  # pid -> its last VmHWM seen (a peak only grows)
     while process.poll() is None:
         for pid in (process.pid, *descendants(process.pid)):
-            if (mb := peak_memory_mb(pid)) == mb:
+            if (mb := memory_mb(pid)) == mb:
                 peaks[pid] = mb
         done = count_records(output_dir) - start_count
         if done >= 10 and "at_10" not in figures:

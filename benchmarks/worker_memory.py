@@ -12,8 +12,11 @@ it to minutes. Linux only.
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 from pathlib import Path
+
+from scale import descendants, memory_mb  # this folder is on the path when the script runs
 
 import harness  # noqa: F401  before torch: the harness's thread and kernel settings hold in the workers
 from adapters import detect_round
@@ -22,22 +25,6 @@ from harness.config import MODEL_THREADS, round_eval_config, round_seam_config
 from harness.parallel import run_parallel
 from harness.pipeline import Job
 from harness.scheduler import _worker
-
-
-def worker_pids() -> list[str]:
-    pids = []
-    for thread in Path("/proc/self/task").iterdir():
-        pids += (thread / "children").read_text().split()
-    return pids
-
-
-def memory_kib(pid: str) -> tuple[int, int] | None:
-    """(current, peak) resident memory of a process in KiB, or None once it is gone."""
-    try:
-        fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
-    except OSError:
-        return None
-    return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
 
 
 def main() -> None:
@@ -61,9 +48,9 @@ def main() -> None:
         results = run_parallel(_worker, arguments, options.n_jobs, MODEL_THREADS, "seam", len(arguments))
         for done, _ in enumerate(results, 1):
             if done % options.every == 0 or done == len(arguments):
-                memory = [memory_kib(pid) for pid in worker_pids()]
-                workers = [m for m in memory if m is not None and m[1] > 100_000]  # not loky's small helpers
-                cells = ", ".join(f"{current / 1024:.1f} / {peak / 1024:.1f}" for current, peak in workers)
+                memory = [(memory_mb(pid, "VmRSS"), memory_mb(pid)) for pid in descendants(os.getpid())]
+                workers = [m for m in memory if m[1] > 100]  # not loky's small helpers (NaN: gone)
+                cells = ", ".join(f"{current:.1f} / {peak:.1f}" for current, peak in workers)
                 print(f"{done:5d}  {cells}", flush=True)
 
 
