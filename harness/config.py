@@ -77,6 +77,10 @@ class SeamConfig:
     trigger-like patch, colour cast or inserted word that pulls the original towards a class it should
     not predict is the original's behaviour that SEAM should not keep; the row's `echo` gives the kept
     run's share. It reads the defender's examples only.
+    "ensemble" runs every restart and keeps them all: the mitigated model averages the class
+    probabilities of the runs that passed (else of all runs), `harness.ensemble.ProbabilityAverage`; no
+    run is chosen. The saved model holds every run (that many times the inference cost and file size);
+    the row's `ensemble_members` says how many.
     `restart_settings` (SEAM settings by name, e.g. {recover_augment: standard}) are laid over the
     restarts only: a retry with safer settings after a failed run, the first run unchanged. The row's
     `seed_kept` tells which run was kept (a restart's is seed + 1, ...).
@@ -116,7 +120,7 @@ class SeamConfig:
     guard_fraction: float = 0.0
     guard_max_drop: float = 0.1
     restarts: int = 0
-    restart_policy: Literal["on_failure", "best", "echo"] = "on_failure"
+    restart_policy: Literal["on_failure", "best", "echo", "ensemble"] = "on_failure"
     echo_draws: int = 20
     echo_augment: Literal["standard", "strong"] = "strong"
     restart_settings: dict[str, Any] = field(default_factory=dict)

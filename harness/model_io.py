@@ -9,7 +9,8 @@ imported:
   attributes, and the enum that `from_pretrained` models carry;
 - classes by rule: an `nn.Module` subclass (or a transformers config class; tokenizer files also a
   transformers tokenizer class or a `tokenizers` object) named by a plain class name (no dots) in a module
-  of the known model libraries, whose own `__module__` is that module (no re-exports).
+  of the known model libraries (and harness.ensemble, for models this package saves), whose own
+  `__module__` is that module (no re-exports).
 
 Classes admitted by rule are only ever re-created the way pickle restores objects (`cls.__new__` plus
 their saved state), never called: a pickle that calls one (runs its `__init__` with arguments of its
@@ -90,6 +91,7 @@ MODULE_CLASS_MODULES = re.compile(
     r"|transformers\.models\.\w+\.modeling_\w+"
     r"|transformers\.(activations|pytorch_utils|modeling_utils)"
     r"|(adapters\.)?model_factories"
+    r"|harness\.ensemble"  # SEAM's averaged runs (restart_policy ensemble), as `run` saves them
 )
 CONFIG_CLASS_MODULES = re.compile(
     r"transformers\.models\.\w+\.configuration_\w+|transformers\.configuration_utils"

@@ -9,6 +9,7 @@ from torch import nn
 import harness.methods.seam as seam_module
 from harness.config import SeamConfig
 from harness.methods.seam import random_wrong_labels, seam
+from harness.model_io import load_model, save_model
 from harness.task import IGNORE_INDEX, LabelledData, Task, TriggeredData
 
 K = 4
@@ -419,6 +420,24 @@ def test_echo_keeps_the_restart_that_repeats_fewest_of_the_original_errors():
         assert torch.equal(ours, theirs)
     with pytest.raises(ValueError, match="no strong augmentation"):
         seam(cluster_task(), config)
+
+
+def test_ensemble_averages_the_probabilities_of_the_runs_and_loads_safely(tmp_path):
+    task = cluster_task()
+    averaged = seam(task, quick_config(restarts=2, restart_policy="ensemble"))
+    alone = [seam(task, quick_config(seed=s)) for s in range(3)]
+    assert averaged.ensemble_members == 3 and averaged.runs == 3 and averaged.status == "ok"
+    probe = torch.randn(64, 8) * 4  # inputs away from the clusters, where the runs disagree
+    with torch.no_grad():
+        each = torch.stack([run.model(probe).softmax(-1) for run in alone])
+        ours = averaged.model(probe)
+    assert len({tuple(p.argmax(-1).tolist()) for p in each}) > 1  # the runs differ: the average means something
+    assert torch.allclose(ours.exp(), each.mean(0), atol=1e-6)
+    assert averaged.recover_epochs_all_runs == sum(run.recover_epochs for run in alone)
+    path = tmp_path / "model.pt"
+    save_model(averaged.model, path)
+    with torch.no_grad():
+        assert torch.allclose(load_model(path)(probe), ours)  # through the allowlist, not trust_pickles
 
 
 def test_echo_scores_the_positions_that_accuracy_counts():

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from harness.config import SeamConfig
+from harness.ensemble import ProbabilityAverage
 from harness.methods import MethodResult
 from harness.methods.common import split_per_class
 from harness.metrics import at_least
@@ -64,6 +65,7 @@ class SeamResult:
     guard_acc_final: float = math.nan
     few_shot: bool = False  # few_shot_settings applied
     echo: float = math.nan  # share of the original's errors repeated (restart_policy echo)
+    ensemble_members: int = 1  # runs whose class probabilities the model averages (restart_policy ensemble)
 
 
 FAILED = ("recovery_failed", "destroyed")  # statuses after which a restart runs (restart_policy on_failure)
@@ -166,8 +168,10 @@ def seam(
 ) -> SeamResult:
     """SEAM on a copy of `task.model` (left untouched), with the guard and restarts if configured."""
     config, few_shot = few_shot_config(task, config)
-    if config.restart_policy not in ("on_failure", "best", "echo"):
-        raise ValueError(f"restart_policy is {config.restart_policy!r}: use on_failure, best or echo")
+    if config.restart_policy not in ("on_failure", "best", "echo", "ensemble"):
+        raise ValueError(
+            f"restart_policy is {config.restart_policy!r}: use on_failure, best, echo or ensemble"
+        )
     if config.restart_policy == "best" and config.restarts and not config.guard_fraction:
         raise ValueError("restart_policy best chooses by guard accuracy: set guard_fraction > 0")
     check_overlay("restart_settings", config.restart_settings, {"guard_fraction", "seed"})
@@ -205,7 +209,10 @@ def seam(
         runs.append(result)
         if config.restart_policy == "on_failure" and result.status not in FAILED:
             break
-    kept_run = least_echo(runs) if echo_of is not None else best_run(runs)
+    if config.restart_policy == "ensemble":
+        kept_run = averaged_runs(train_task, runs, guard, guard_acc_orig, config.guard_max_drop)
+    else:
+        kept_run = least_echo(runs) if echo_of is not None else best_run(runs)
     kept_run.runs = len(runs)
     kept_run.few_shot = few_shot
     kept_run.forget_seconds = sum(r.forget_seconds for r in runs)
@@ -266,6 +273,33 @@ def least_echo(runs: list[SeamResult]) -> SeamResult:
     """Among the runs that passed (else all): the fewest of the original's errors repeated; the earliest on
     a tie."""
     return min(passed_or_all(runs), key=lambda r: r.echo)
+
+
+def averaged_runs(
+    task: Task, runs: list[SeamResult], guard: LabelledData | None, guard_acc_orig: float, guard_max_drop: float
+) -> SeamResult:
+    """The runs that passed (else all) as one model that averages their class probabilities. The figures
+    are the first such run's, but for the model, the accuracies (those of the average, on the examples
+    SEAM trained on and on the guard), the status (the first member's that is not `ok`; `destroyed` if
+    the average fell on the guard) and the number of members."""
+    members = passed_or_all(runs)
+    if len(members) == 1:
+        return members[0]
+    model = ProbabilityAverage([r.model for r in members]).eval()
+    status = next((r.status for r in members if r.status != "ok"), "ok")
+    guard_acc_final = guard_accuracy(task, model, guard)
+    if guard_fell(guard_acc_orig, guard_acc_final, guard_max_drop) and status not in FAILED:
+        status = "destroyed"
+    return dataclasses.replace(
+        members[0],
+        model=model,
+        status=status,
+        forget_reached=all(r.forget_reached for r in members),
+        recovery_reached=all(r.recovery_reached for r in members),
+        defender_acc_final=data_accuracy(model, task.defender, task.forward, task.background_class),
+        guard_acc_final=guard_acc_final,
+        ensemble_members=len(members),
+    )
 
 
 def passed_or_all(runs: list[SeamResult]) -> list[SeamResult]:
@@ -532,6 +566,7 @@ def as_method_result(result: SeamResult) -> MethodResult:
         "seed_kept": result.seed,
         "few_shot": result.few_shot,
         "echo": result.echo,
+        "ensemble_members": result.ensemble_members,
         "guard_n": result.guard_n,
         "guard_acc_orig": result.guard_acc_orig,
         "guard_acc_final": result.guard_acc_final,
