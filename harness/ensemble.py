@@ -27,6 +27,8 @@ class ProbabilityAverage(nn.Module):
         for member in self.members:
             logits = member(*args, **kwargs)
             if not isinstance(logits, torch.Tensor):
-                raise TypeError(f"{type(member).__name__} returns {type(logits).__name__}, not a logits tensor")
+                raise TypeError(
+                    f"{type(member).__name__} returns {type(logits).__name__}, not a logits tensor"
+                )
             log_probabilities.append(torch.log_softmax(logits, dim=-1))
         return torch.logsumexp(torch.stack(log_probabilities), dim=0) - math.log(len(log_probabilities))

@@ -431,7 +431,9 @@ def test_ensemble_averages_the_probabilities_of_the_runs_and_loads_safely(tmp_pa
     with torch.no_grad():
         each = torch.stack([run.model(probe).softmax(-1) for run in alone])
         ours = averaged.model(probe)
-    assert len({tuple(p.argmax(-1).tolist()) for p in each}) > 1  # the runs differ: the average means something
+    assert (
+        len({tuple(p.argmax(-1).tolist()) for p in each}) > 1
+    )  # the runs differ: the average means something
     assert torch.allclose(ours.exp(), each.mean(0), atol=1e-6)
     assert averaged.recover_epochs_all_runs == sum(run.recover_epochs for run in alone)
     path = tmp_path / "model.pt"

@@ -276,7 +276,11 @@ def least_echo(runs: list[SeamResult]) -> SeamResult:
 
 
 def averaged_runs(
-    task: Task, runs: list[SeamResult], guard: LabelledData | None, guard_acc_orig: float, guard_max_drop: float
+    task: Task,
+    runs: list[SeamResult],
+    guard: LabelledData | None,
+    guard_acc_orig: float,
+    guard_max_drop: float,
 ) -> SeamResult:
     """The runs that passed (else all) as one model that averages their class probabilities. The figures
     are the first such run's, but for the model, the accuracies (those of the average, on the examples
