@@ -54,10 +54,11 @@ def seam_harness(*args, check: bool = True, **kwargs) -> subprocess.CompletedPro
     return result
 
 
-# SEAM capped to a few epochs: the tests check behaviour, not quality.
+# SEAM capped to a few epochs and one run (the round YAMLs run three): the tests check behaviour, not
+# quality; the restart policies have tests of their own.
 FAST_SEAM = [
     *("--seam.forget_max_epochs", "3", "--seam.forget_epochs_below_alpha", "1"),
-    *("--seam.recover_max_epochs", "3", "--seam.recover_epochs_after_goal", "0"),
+    *("--seam.recover_max_epochs", "3", "--seam.recover_epochs_after_goal", "0", "--seam.restarts", "0"),
 ]
 
 

@@ -23,7 +23,11 @@ from harness.records import RESULT_COLUMNS
 from harness.task import IGNORE_INDEX, LabelledData
 
 FAST_SETTINGS = dict(  # what conftest.FAST_SEAM sets on the command line
-    forget_max_epochs=3, forget_epochs_below_alpha=1, recover_max_epochs=3, recover_epochs_after_goal=0
+    forget_max_epochs=3,
+    forget_epochs_below_alpha=1,
+    recover_max_epochs=3,
+    recover_epochs_after_goal=0,
+    restarts=0,
 )
 
 

@@ -26,6 +26,7 @@ FAST_CONFIG = {
         "forget_epochs_below_alpha": 1,
         "recover_max_epochs": 3,
         "recover_epochs_after_goal": 0,
+        "restarts": 0,
     }
 }
 
