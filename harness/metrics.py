@@ -8,10 +8,12 @@ import torch
 
 from harness.task import IGNORE_INDEX
 
+FLOAT32_TOLERANCE = 1e-6  # shares are float32: 36/40 is 0.89999998, 4/40 is 0.10000000149
+
 
 def at_least(share: float, target: float) -> bool:
-    """share >= target, with a tolerance: shares are float32 (36/40 is 0.89999998, below 0.9)."""
-    return share >= target - 1e-6
+    """share >= target, with a tolerance for float32 shares."""
+    return share >= target - FLOAT32_TOLERANCE
 
 
 def accuracy_counted(labels: torch.Tensor, background: int | None = None) -> torch.Tensor:

@@ -17,6 +17,7 @@ import pandas as pd
 
 from harness.config import MODEL_THREADS, round_eval_config, round_seam_config
 from harness.files import atomic_write, ensure_folder
+from harness.metrics import FLOAT32_TOLERANCE
 from harness.records import (
     CLEANED_FIDELITY,
     budget_label,
@@ -131,7 +132,7 @@ def summarise_study(group: pd.DataFrame) -> dict:
         "share_cleaned": share_cleaned(poisoned),
         # the issue's own measure, whatever the status: flagged runs count if their Fidelity is high
         "share_high_fidelity": float((fidelity >= CLEANED_FIDELITY).mean()) if len(poisoned) else math.nan,
-        "share_asr_gone": float((poisoned["asr_after"].astype(float) <= CLEAN_ASR).mean())
+        "share_asr_gone": float((poisoned["asr_after"].astype(float) <= CLEAN_ASR + FLOAT32_TOLERANCE).mean())
         if len(poisoned)
         else math.nan,
         "mean_acc_drop_clean": clean_drop.mean(),

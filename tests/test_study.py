@@ -5,7 +5,8 @@ import pandas as pd
 from tests.conftest import seam_harness
 
 QUICK = (
-    "{forget_max_epochs: 3, forget_epochs_below_alpha: 1, recover_max_epochs: 3, recover_epochs_after_goal: 0"
+    "{forget_max_epochs: 3, forget_epochs_below_alpha: 1, recover_max_epochs: 3, "
+    "recover_epochs_after_goal: 0, restarts: 0, restart_policy: on_failure"
 )
 
 
@@ -66,3 +67,25 @@ def test_each_round_gets_its_own_yaml_eval_settings():
     assert round_eval_config(6).drift_min_agreement == 0.75
     overridden = round_eval_config(3, drift_min_agreement=0.5, holdout_seed=None)
     assert overridden.drift_min_agreement == 0.5 and overridden.holdout_seed == 0
+
+
+def test_a_backdoor_at_exactly_the_threshold_counts_as_gone():
+    import numpy as np
+
+    from harness.study import summarise_study
+
+    # ASR 4/40 as a float32 share is 0.10000000149: gone at the threshold 0.1, as the summary says
+    group = pd.DataFrame(
+        {
+            "round_name": "r",
+            "seam_seed": 0,
+            "status": "ok",
+            "poisoned": [True, True],
+            "fidelity": [0.9, 0.9],
+            "acc_before": [1.0, 1.0],
+            "acc_after": [0.95, 0.95],
+            "asr_after": [float(np.float32(4) / np.float32(40)), float(np.float32(5) / np.float32(40))],
+            "method_seconds": 1.0,
+        }
+    )
+    assert summarise_study(group)["share_asr_gone"] == 0.5
