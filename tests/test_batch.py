@@ -164,7 +164,10 @@ def test_another_n_jobs_gives_the_same_table(finished_run, tiny_round3, tmp_path
 def test_sigkill_then_rerun_loses_and_repeats_nothing(tiny_round3, tmp_path):
     output_dir = tmp_path / "out"
     # slow SEAM down so the kill lands while models are still in flight
-    slow = ["--seam.forget_max_epochs", "40", "--seam.forget_lr", "0", "--seam.recover_max_epochs", "1"]
+    slow = [
+        *("--seam.forget_max_epochs", "40", "--seam.forget_lr", "0", "--seam.recover_max_epochs", "1"),
+        *("--seam.restarts", "0"),  # one SEAM run per model: the kill is timed for it
+    ]
     seam_harness("run", "--round_dir", tiny_round3, "--output_dir", tmp_path / "uninterrupted", *slow)
     process = subprocess.Popen(
         [CLI, "run", "--round_dir", tiny_round3, "--output_dir", output_dir, *slow],
