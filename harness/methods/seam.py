@@ -12,7 +12,7 @@ Options beyond the paper (SeamConfig documents each): which labels forgetting dr
 while forgetting, noise on the weights between the phases (`recover_perturb`), a re-initialised classifier,
 annealed recovery, augmentation (a strong one for recovery with `recover_augment`), and the guard: a
 share of the defender's examples SEAM never trains on, which judges the result (`destroyed`) and chooses
-among restarts.
+among restarts; restarts kept by a blind score (`echo`) or averaged into one model (`ensemble`).
 
 Blind by construction: this module reads `task.defender` and nothing else of the Task's data. The one
 exception is `recovery_score`, which only `seam_oracle` passes (harness/methods/seam_oracle.py).
