@@ -199,11 +199,9 @@ def seam(
         result.guard_n = len(guard) if guard is not None else 0
         result.guard_acc_orig = guard_acc_orig
         result.guard_acc_final = guard_accuracy(task, result.model, guard)
-        if (
-            guard_fell(guard_acc_orig, result.guard_acc_final, config.guard_max_drop)
-            and result.status not in FAILED
-        ):
-            result.status = "destroyed"
+        result.status = judged_on_guard(
+            result.status, guard_acc_orig, result.guard_acc_final, config.guard_max_drop
+        )
         if echo_of is not None:
             result.echo = echo_of(result.model)
         runs.append(result)
@@ -257,6 +255,11 @@ def guard_fell(before: float, after: float, max_drop: float) -> bool:
     return drop > 0 and at_least(drop, max_drop)
 
 
+def judged_on_guard(status: str, before: float, after: float, max_drop: float) -> str:
+    """`destroyed` for a result that had not failed otherwise but fell on the guard; else `status`."""
+    return "destroyed" if status not in FAILED and guard_fell(before, after, max_drop) else status
+
+
 def guard_accuracy(task: Task, model: nn.Module, guard: LabelledData | None) -> float:
     if guard is None or len(guard) == 0:
         return math.nan
@@ -292,8 +295,7 @@ def averaged_runs(
     model = ProbabilityAverage([r.model for r in members]).eval()
     status = next((r.status for r in members if r.status != "ok"), "ok")
     guard_acc_final = guard_accuracy(task, model, guard)
-    if guard_fell(guard_acc_orig, guard_acc_final, guard_max_drop) and status not in FAILED:
-        status = "destroyed"
+    status = judged_on_guard(status, guard_acc_orig, guard_acc_final, guard_max_drop)
     return dataclasses.replace(
         members[0],
         model=model,
