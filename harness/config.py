@@ -143,12 +143,17 @@ class EvalConfig:
     `drift_min_agreement`: where the round has a drift check (rounds 3-6), a result that agrees with the
     original on less than this share of the check's inputs is `drifted` (rounds 5/6: 0.75, rounds 3/4:
     0.80, in the round YAMLs; docs/robust-seam.md; 0 turns the agreement condition off).
+
+    `drift_check_members`: for a result that averages several models (SEAM's `restart_policy:
+    ensemble`), the agreement condition applies to each member too (`drift_agreement_members_min`, which
+    every row reports), not only to the average.
     """
 
     holdout_fraction: float = 0.5
     holdout_seed: int = 0
     cross_fit: bool = False
     drift_min_agreement: float = 0.75
+    drift_check_members: bool = False
 
 
 def round_config_path(round_number: int) -> Path:

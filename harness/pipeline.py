@@ -21,6 +21,7 @@ import adapters
 from adapters.common import NamedFiles
 from harness import __version__, methods
 from harness.config import EvalConfig, SeamConfig
+from harness.ensemble import ProbabilityAverage
 from harness.files import OutputError
 from harness.kernels import kernels_in_effect
 from harness.metrics import (
@@ -83,7 +84,8 @@ def all_labels_accuracy(before: dict, after: dict) -> dict:
 
 
 NO_DRIFT_CHECK = {"drift_n": 0, "drift_acc_before": math.nan, "drift_acc_after": math.nan,
-                  "drift_agreement": math.nan, "drifted": False}  # fmt: skip
+                  "drift_agreement": math.nan, "drift_agreement_members_min": math.nan,
+                  "drifted": False}  # fmt: skip
 
 
 def drift_predictions(task: Task, model: nn.Module) -> torch.Tensor | None:
@@ -97,30 +99,42 @@ def drift_check(
     mitigated: nn.Module,
     min_agreement: float = 0.0,
     original_predictions: torch.Tensor | None = None,
+    check_members: bool = False,
 ) -> dict:
     """The blind drift check: accuracy before and after on `task.drift_check` (inputs made from the
     defender's data that no method trains on) and how often the two models agree there. `drifted`, as
     `task.drift_flag` says: the accuracy after fell below the 95 % Wilson interval of the accuracy
     before ("accuracy_or_agreement" only), or the two models agree on less than `min_agreement` of the
-    inputs. `original_predictions`: `drift_predictions(task, original)` if already computed (a model's
-    jobs share them)."""
+    inputs. When `mitigated` averages several models (SEAM's `ensemble`), the lowest agreement of a
+    member with the original is reported too, and with `check_members` it counts as the agreement does:
+    an average can agree more with the original than any of its members. `original_predictions`:
+    `drift_predictions(task, original)` if already computed (a model's jobs share them)."""
     check = task.drift_check
     if check is None:
         return dict(NO_DRIFT_CHECK)
     before = original_predictions if original_predictions is not None else drift_predictions(task, original)
-    after = predict(mitigated, check.inputs, task.forward)
+    counted = accuracy_counted(check.labels, task.background_class)
+
+    def agreement_with_original(model: nn.Module) -> tuple[torch.Tensor, float]:
+        after = predict(model, check.inputs, task.forward)
+        return after, float((before == after)[counted].float().mean())
+
+    after, agreement = agreement_with_original(mitigated)
+    members_min = math.nan
+    if isinstance(mitigated, ProbabilityAverage):
+        members_min = min(agreement_with_original(m)[1] for m in mitigated.members)
     acc_before = accuracy(before, check.labels, task.background_class)
     acc_after = accuracy(after, check.labels, task.background_class)
-    counted = accuracy_counted(check.labels, task.background_class)
     low, _ = wilson_interval(acc_before, int(counted.sum()))
-    agreement = float((before == after)[counted].float().mean())
     lost_accuracy = task.drift_flag == "accuracy_or_agreement" and acc_after < low
-    disagrees = task.drift_flag != "off" and agreement < min_agreement
+    lowest = min(agreement, members_min) if check_members and not math.isnan(members_min) else agreement
+    disagrees = task.drift_flag != "off" and lowest < min_agreement
     return {
         "drift_n": int(counted.sum()),
         "drift_acc_before": acc_before,
         "drift_acc_after": acc_after,
         "drift_agreement": agreement,
+        "drift_agreement_members_min": members_min,
         "drifted": bool(lost_accuracy or disagrees),
     }
 
@@ -332,7 +346,14 @@ def run_job(
         else:  # cross-fitted: the folds' figures (the saved model has seen every clean example)
             after = cross_fitted if fold_statuses else evaluate(result.model, task)
         drift = (
-            drift_check(task, task.model, result.model, eval_config.drift_min_agreement, drift_before)
+            drift_check(
+                task,
+                task.model,
+                result.model,
+                eval_config.drift_min_agreement,
+                drift_before,
+                eval_config.drift_check_members,
+            )
             if applies
             else dict(NO_DRIFT_CHECK)
         )

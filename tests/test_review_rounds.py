@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import zipfile
 
 import numpy as np
@@ -163,3 +164,33 @@ def test_drift_check_flags_a_head_that_lost_the_task():
     assert unsure["drifted"] and not drift_check(swap_task, original, other)["drifted"]
     no_check = drift_check(Task(original, 2, check, check, None, "test"), original, ruined)
     assert no_check["drift_n"] == 0 and not no_check["drifted"]
+    assert math.isnan(kept["drift_agreement_members_min"])  # not an average of models
+
+
+def test_drift_check_of_an_average_reports_and_can_flag_its_members():
+    from harness.ensemble import ProbabilityAverage
+    from harness.pipeline import drift_check
+    from harness.task import LabelledData, Task
+
+    generator = torch.Generator().manual_seed(0)
+    inputs = torch.randn(200, 8, generator=generator)
+    labels = (inputs[:, 0] > 0).long()
+    original, confident, ruined = (torch.nn.Linear(8, 2) for _ in range(3))
+    with torch.no_grad():
+        for model in (original, confident, ruined):
+            model.weight.zero_()
+            model.bias.zero_()
+        original.weight[1, 0] = 1.0
+        confident.weight[1, 0] = 10.0  # the original's classes, surely: it outvotes the ruined member
+        ruined.bias.copy_(torch.tensor([0.1, 0.0]))  # always class 0, hardly sure of it
+    check = LabelledData(inputs, labels)
+    task = Task(original, 2, check, check, None, "test", drift_check=check, drift_flag="agreement")
+    average = ProbabilityAverage([confident, ruined]).eval()
+    ruined_agreement = float((labels == 0).float().mean())
+    average_only = drift_check(task, original, average, min_agreement=0.8)
+    assert average_only["drift_agreement"] > 0.95 and not average_only["drifted"]
+    assert average_only["drift_agreement_members_min"] == pytest.approx(ruined_agreement)
+    members_too = drift_check(task, original, average, min_agreement=0.8, check_members=True)
+    assert members_too["drifted"] and members_too["drift_agreement"] > 0.95
+    both_kept = ProbabilityAverage([confident, original]).eval()
+    assert not drift_check(task, original, both_kept, min_agreement=0.8, check_members=True)["drifted"]
