@@ -66,7 +66,7 @@ class SeamConfig:
     The guard (`guard_fraction` > 0) sets that share of the defender's examples of each class apart:
     SEAM never trains on them, and a result whose accuracy there falls `guard_max_drop` or more below
     the original model's is `destroyed` (memorising the few training examples passes the recovery goal,
-    it does not pass this). `restarts` further SEAM runs (seeds seed+1, ...) follow a run that failed
+    it does not pass this). `restarts` further SEAM runs (seeds below) follow a run that failed
     (`restart_policy` "on_failure": recovery_failed or destroyed) or always ("best"); the run kept is,
     among those that passed (else among all), the one with the best guard accuracy. "best" needs the guard.
     "echo" also runs every restart and keeps, among the runs that passed (else among all), the one that
@@ -83,7 +83,8 @@ class SeamConfig:
     the row's `ensemble_members` says how many.
     `restart_settings` (SEAM settings by name, e.g. {recover_augment: standard}) are laid over the
     restarts only: a retry with safer settings after a failed run, the first run unchanged. The row's
-    `seed_kept` tells which run was kept (a restart's is seed + 1, ...).
+    `seed_kept` tells which run was kept: run r of SEAM seed s has seed s x (1 + restarts) + r, so two
+    SEAM seeds share no run (`harness.methods.seam.run_seed`).
 
     `few_shot_settings` are laid over the whole run when some class of the defender's data has at most
     `few_shot_per_class` examples (0: never; one label per example only): settings that adapt to the

@@ -490,3 +490,17 @@ def test_echo_on_the_standard_augmentation_for_rounds_without_a_strong_one():
     )
     kept = seam(task, config)
     assert kept.runs == 2 and kept.echo == seam_module.original_errors(task, 3, 0, "standard")(kept.model)
+
+
+def test_two_seam_seeds_share_no_run():
+    # seed 1 with two restarts averages the runs of seeds 3, 4 and 5, not 1, 2 and 3 (seed 0's 0, 1, 2)
+    task = cluster_task()
+    averaged = seam(task, quick_config(seed=1, restarts=2, restart_policy="ensemble"))
+    alone = [seam(task, quick_config(seed=s)) for s in (3, 4, 5)]
+    probe = torch.randn(64, 8, generator=torch.Generator().manual_seed(1)) * 4
+    with torch.no_grad():
+        each = torch.stack([run.model(probe).softmax(-1) for run in alone])
+        ours = averaged.model(probe)
+    assert len({tuple(p.argmax(-1).tolist()) for p in each}) > 1  # the runs differ
+    assert torch.allclose(ours.exp(), each.mean(0), atol=1e-6)
+    assert [seam_module.run_seed(s, 2, r) for s in (0, 1) for r in range(3)] == [0, 1, 2, 3, 4, 5]

@@ -163,6 +163,13 @@ def annealed_lr(base_lr: float, epoch_after_goal: int, epochs_after_goal: int) -
     return base_lr * 0.5 * (1.0 + math.cos(math.pi * epoch / (epochs_after_goal + 1)))
 
 
+def run_seed(seed: int, restarts: int, run: int) -> int:
+    """The seed of run `run` (0: the first) of SEAM seed `seed`: seed x (1 + restarts) + run. Two SEAM
+    seeds then share no run (seed 0 runs 0, 1, 2; seed 1 runs 3, 4, 5), so a study's seeds are
+    independent draws; with no restarts the run's seed is the SEAM seed."""
+    return seed * (1 + restarts) + run
+
+
 def seam(
     task: Task, config: SeamConfig, recovery_score: Callable[[nn.Module], float] | None = None
 ) -> SeamResult:
@@ -192,7 +199,7 @@ def seam(
     guard_acc_orig = guard_accuracy(task, task.model, guard)
     runs: list[SeamResult] = []
     for run in range(1 + config.restarts):
-        run_config = dataclasses.replace(config, seed=config.seed + run)
+        run_config = dataclasses.replace(config, seed=run_seed(config.seed, config.restarts, run))
         if run > 0:
             run_config = dataclasses.replace(run_config, **config.restart_settings)
         result = seam_once(train_task, run_config, recovery_score)
