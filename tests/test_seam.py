@@ -427,19 +427,15 @@ def test_ensemble_averages_the_probabilities_of_the_runs_and_loads_safely(tmp_pa
     averaged = seam(task, quick_config(restarts=2, restart_policy="ensemble"))
     alone = [seam(task, quick_config(seed=s)) for s in range(3)]
     assert averaged.ensemble_members == 3 and averaged.runs == 3 and averaged.status == "ok"
-    probe = torch.randn(64, 8) * 4  # inputs away from the clusters, where the runs disagree
-    with torch.no_grad():
-        each = torch.stack([run.model(probe).softmax(-1) for run in alone])
-        ours = averaged.model(probe)
-    assert (
-        len({tuple(p.argmax(-1).tolist()) for p in each}) > 1
-    )  # the runs differ: the average means something
-    assert torch.allclose(ours.exp(), each.mean(0), atol=1e-6)
+    probe = torch.randn(64, 8) * 4
+    assert_averages(averaged, alone, probe)
     assert averaged.recover_epochs_all_runs == sum(run.recover_epochs for run in alone)
     path = tmp_path / "model.pt"
     save_model(averaged.model, path)
     with torch.no_grad():
-        assert torch.allclose(load_model(path)(probe), ours)  # through the allowlist, not trust_pickles
+        assert torch.allclose(
+            load_model(path)(probe), averaged.model(probe)
+        )  # through the allowlist, not trust_pickles
 
 
 def test_echo_scores_the_positions_that_accuracy_counts():
@@ -497,10 +493,15 @@ def test_two_seam_seeds_share_no_run():
     task = cluster_task()
     averaged = seam(task, quick_config(seed=1, restarts=2, restart_policy="ensemble"))
     alone = [seam(task, quick_config(seed=s)) for s in (3, 4, 5)]
-    probe = torch.randn(64, 8, generator=torch.Generator().manual_seed(1)) * 4
+    assert_averages(averaged, alone, torch.randn(64, 8, generator=torch.Generator().manual_seed(1)) * 4)
+    assert [seam_module.run_seed(s, 2, r) for s in (0, 1) for r in range(3)] == [0, 1, 2, 3, 4, 5]
+
+
+def assert_averages(averaged, alone, probe: torch.Tensor) -> None:
+    """The averaged model's probabilities on `probe` (inputs away from the clusters, where runs disagree)
+    are the mean of the runs made alone, and those runs differ, so the average means something."""
     with torch.no_grad():
         each = torch.stack([run.model(probe).softmax(-1) for run in alone])
         ours = averaged.model(probe)
-    assert len({tuple(p.argmax(-1).tolist()) for p in each}) > 1  # the runs differ
+    assert len({tuple(p.argmax(-1).tolist()) for p in each}) > 1
     assert torch.allclose(ours.exp(), each.mean(0), atol=1e-6)
-    assert [seam_module.run_seed(s, 2, r) for s in (0, 1) for r in range(3)] == [0, 1, 2, 3, 4, 5]
