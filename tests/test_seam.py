@@ -432,10 +432,8 @@ def test_ensemble_averages_the_probabilities_of_the_runs_and_loads_safely(tmp_pa
     assert averaged.recover_epochs_all_runs == sum(run.recover_epochs for run in alone)
     path = tmp_path / "model.pt"
     save_model(averaged.model, path)
-    with torch.no_grad():
-        assert torch.allclose(
-            load_model(path)(probe), averaged.model(probe)
-        )  # through the allowlist, not trust_pickles
+    with torch.no_grad():  # loaded through the allowlist, not trust_pickles
+        assert torch.allclose(load_model(path)(probe), averaged.model(probe))
 
 
 def test_echo_scores_the_positions_that_accuracy_counts():
