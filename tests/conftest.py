@@ -7,14 +7,20 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
+from filelock import FileLock
 
 from adapters.synthetic.specs import ImageRoundSpec
 
-torch.set_num_threads(2)  # CI machines have 2 cores; deliberate, so timings are comparable
+# CI machines have 2 cores, and the suite runs on two pytest-xdist workers (pyproject.toml): one thread each,
+# two threads when the tests run in one process.
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+TEST_THREADS = 1 if XDIST_WORKER else 2
+torch.set_num_threads(TEST_THREADS)
 
 # Small enough to make in seconds. Verification thresholds and the natural-trigger check are off:
 # 2 epochs on 40 images per class make no dependable model; the generator's checks are tested on their own.
@@ -83,14 +89,30 @@ def make_tiny_round(round_number: int, output_dir: Path) -> Path:
     return output_dir
 
 
+def shared_round(tmp_path_factory, name: str, make: Callable[[Path], object]) -> Path:
+    """A session round made once for all xdist workers: the first to ask makes it under a file lock, the
+    others wait and reuse it. Tests must not modify it (`round3_copy` gives a private copy)."""
+    root = tmp_path_factory.getbasetemp()
+    if XDIST_WORKER:
+        root = root.parent  # the run's folder, shared by its workers
+    path, done = root / f"shared-{name}", root / f"shared-{name}.done"
+    with FileLock(root / f"shared-{name}.lock"):
+        if not done.exists():
+            shutil.rmtree(path, ignore_errors=True)  # a half-made round of an interrupted worker
+            path.mkdir()
+            make(path)
+            done.touch()
+    return path
+
+
 @pytest.fixture(scope="session")
 def tiny_round3(tmp_path_factory) -> Path:
-    return make_tiny_round(3, tmp_path_factory.mktemp("round3"))
+    return shared_round(tmp_path_factory, "round3", lambda path: make_tiny_round(3, path))
 
 
 @pytest.fixture(scope="session")
 def tiny_round4(tmp_path_factory) -> Path:
-    return make_tiny_round(4, tmp_path_factory.mktemp("round4"))
+    return shared_round(tmp_path_factory, "round4", lambda path: make_tiny_round(4, path))
 
 
 @pytest.fixture
@@ -127,9 +149,11 @@ def tiny_round6(tmp_path_factory) -> Path:
     from adapters.synthetic.sentiment_rounds import make_round
     from adapters.synthetic.specs import SentimentRoundSpec
 
-    output_dir = tmp_path_factory.mktemp("round6")
-    make_round(SentimentRoundSpec(round=6, **TINY_SENTIMENT), output_dir)
-    return output_dir
+    return shared_round(
+        tmp_path_factory,
+        "round6",
+        lambda path: make_round(SentimentRoundSpec(round=6, **TINY_SENTIMENT), path),
+    )
 
 
 @pytest.fixture(scope="session")
@@ -137,6 +161,4 @@ def tiny_round7(tmp_path_factory) -> Path:
     from adapters.synthetic.ner_rounds import make_round
     from adapters.synthetic.specs import NerRoundSpec
 
-    output_dir = tmp_path_factory.mktemp("round7")
-    make_round(NerRoundSpec(**TINY_NER), output_dir)
-    return output_dir
+    return shared_round(tmp_path_factory, "round7", lambda path: make_round(NerRoundSpec(**TINY_NER), path))

@@ -9,7 +9,7 @@ import json
 import pandas as pd
 import pytest
 import torch
-from conftest import FAST_SEAM, seam_harness
+from conftest import FAST_SEAM, TEST_THREADS, seam_harness
 from torch import nn
 
 from harness.config import (
@@ -102,7 +102,7 @@ def image_task(model: nn.Module, seed: int = 1) -> Task:
 
 @pytest.fixture(scope="module")
 def poisoned_model() -> nn.Module:
-    torch.set_num_threads(2)
+    torch.set_num_threads(TEST_THREADS)  # code run in this process before may have set another count
     return trained_model(poisoned=True)
 
 
