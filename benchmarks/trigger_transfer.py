@@ -41,6 +41,7 @@ import adapters
 from adapters.common import discover_models
 from harness import methods
 from harness.config import round_eval_config, round_seam_config
+from harness.methods.neural_cleanse import stamp
 from harness.metrics import fidelity
 from harness.pipeline import defender_subset, drift_check, evaluate
 from harness.task import Task
@@ -59,9 +60,7 @@ def colour_transform(params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 def stamp_transform(params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """params [4, H, W]: a mask logit plane and a pattern (three planes), both squashed to [0, 1]."""
-    mask = torch.sigmoid(params[:1]).unsqueeze(0)
-    pattern = torch.sigmoid(params[1:]).unsqueeze(0)
-    return (1 - mask) * x + mask * pattern
+    return stamp(x, torch.sigmoid(params[:1]).unsqueeze(0), torch.sigmoid(params[1:]).unsqueeze(0))
 
 
 def stamp_penalty(params: torch.Tensor) -> torch.Tensor:
