@@ -1,6 +1,7 @@
 """Probe: does a trigger reverse-engineered on the original model still work on SEAM's result?
 
     python benchmarks/trigger_transfer.py ROUND_DIR --out probe.csv [--per_class 5] [--seeds 0 1]
+    python benchmarks/trigger_transfer.py --rule probe-a.csv probe-b.csv    # rule D over such rows
 
 For every model of the round and SEAM seed: SEAM at the round's YAML on `--per_class` clean examples per
 class (the pipeline's nested draw), the model measured before and after on the round's evaluation data,
@@ -177,14 +178,37 @@ def probe_row(model_dir: Path, per_class: int, seed: int) -> dict:
     return row
 
 
+THRESHOLDS = (0.2, 0.3, 0.4, 0.5)  # rule D's grid (docs/robust-seam.md)
+
+
+def rule_d(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per threshold: kept runs (poisoned, ASR after > 0.1) and other runs whose signal reaches it."""
+    signal = rows[["colour_s1_at_t0", "stamp_s1_at_t0"]].max(axis=1)
+    kept = rows["poisoned"].astype(bool) & (rows["asr_after"] > 0.1)
+    table = []
+    for tau in THRESHOLDS:
+        flagged = signal >= tau
+        kept_flagged, others_flagged = int((flagged & kept).sum()), int((flagged & ~kept).sum())
+        qualifies = kept_flagged >= kept.sum() / 2 and kept_flagged > 0 and 3 * others_flagged <= kept_flagged
+        table.append(
+            {"tau": tau, "kept": int(kept.sum()), "kept_flagged": kept_flagged, "others": int((~kept).sum()),
+             "others_flagged": others_flagged, "qualifies": qualifies}
+        )  # fmt: skip
+    return pd.DataFrame(table)
+
+
 def main() -> None:
     raw = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=raw)
-    parser.add_argument("round_dir", type=Path)
+    parser.add_argument("round_dir", type=Path, nargs="?")
+    parser.add_argument("--rule", type=Path, nargs="+", help="Rows written by this script: rule D's table.")
     parser.add_argument("--out", type=Path, default=Path("probe.csv"))
     parser.add_argument("--per_class", type=int, default=5)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     options = parser.parse_args()
+    if options.rule:
+        print(rule_d(pd.concat([pd.read_csv(path) for path in options.rule])).to_string(index=False))
+        return
     torch.set_num_threads(1)
     done = set()
     if options.out.is_file():
