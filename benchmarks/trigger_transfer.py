@@ -153,8 +153,10 @@ def probe_row(model_dir: Path, per_class: int, seed: int) -> dict:
         "drift_agreement": drift["drift_agreement"],
         "seam_seconds": seam_seconds,
     }
-    if task.eval_triggered is not None:  # for the analysis only: the signal never reads it
-        row["eval_target"] = int(task.eval_triggered.targets.mode().values)
+    # for the analysis only (the signal never reads it); every row has the column, so appends stay aligned
+    row["eval_target"] = (
+        int(task.eval_triggered.targets.mode().values) if task.eval_triggered is not None else None
+    )
     start = time.perf_counter()
     generator = torch.Generator().manual_seed(seed)
     for family in FAMILIES:
