@@ -44,7 +44,7 @@ from harness import methods
 from harness.config import round_eval_config, round_seam_config
 from harness.methods.neural_cleanse import stamp
 from harness.metrics import fidelity
-from harness.pipeline import defender_subset, drift_check, evaluate
+from harness.pipeline import defender_subset, drift_check, evaluate, status_after_drift_check
 from harness.task import Task
 
 STEPS, LR, PER_TARGET = 80, 0.05, 10  # optimisation steps, Adam's rate, examples per class and step
@@ -82,9 +82,7 @@ def reverse_engineer(task: Task, family: str, generator: torch.Generator) -> lis
     """One transform per class, optimised jointly (one batch holds every class's examples)."""
     init, transform, penalty = FAMILIES[family]
     inputs, labels = task.defender.inputs, task.defender.labels
-    model = task.model.eval()
-    for parameter in model.parameters():
-        parameter.requires_grad_(False)
+    model = task.model.eval().requires_grad_(False)  # gradients for the transforms only
     params = [init(inputs.shape[2:]).requires_grad_() for _ in range(task.num_classes)]
     optimizer = torch.optim.Adam(params, lr=LR)
     others = [torch.nonzero(labels != t).flatten() for t in range(task.num_classes)]
@@ -100,8 +98,7 @@ def reverse_engineer(task: Task, family: str, generator: torch.Generator) -> lis
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-    for parameter in model.parameters():
-        parameter.requires_grad_(True)
+    model.requires_grad_(True)
     return [p.detach() for p in params]
 
 
@@ -138,7 +135,7 @@ def probe_row(model_dir: Path, per_class: int, seed: int) -> dict:
     drift = drift_check(
         task, task.model, result.model, eval_config.drift_min_agreement, None, eval_config.drift_check_members
     )
-    status = "drifted" if result.status == "ok" and drift["drifted"] else result.status
+    status = status_after_drift_check(result.status, drift)
     row = {
         "model_id": model_dir.name,
         **{k: task.info.get(k) for k in ("round", "model_architecture", "poisoned", "trigger_type")},
@@ -152,11 +149,11 @@ def probe_row(model_dir: Path, per_class: int, seed: int) -> dict:
         "fidelity": fidelity(before["acc"], after["acc"], after["asr"]),
         "drift_agreement": drift["drift_agreement"],
         "seam_seconds": seam_seconds,
+        # for the analysis only (the signal never reads it); on every row, so appended rows stay aligned
+        "eval_target": (
+            int(task.eval_triggered.targets.mode().values) if task.eval_triggered is not None else None
+        ),
     }
-    # for the analysis only (the signal never reads it); every row has the column, so appends stay aligned
-    row["eval_target"] = (
-        int(task.eval_triggered.targets.mode().values) if task.eval_triggered is not None else None
-    )
     start = time.perf_counter()
     generator = torch.Generator().manual_seed(seed)
     for family in FAMILIES:

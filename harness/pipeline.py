@@ -139,6 +139,11 @@ def drift_check(
     }
 
 
+def status_after_drift_check(status: str, drift: dict) -> str:
+    """A result that passed the method's own checks but failed the drift check is `drifted`."""
+    return "drifted" if status == "ok" and drift["drifted"] else status
+
+
 def cross_fit(task: Task, run_on) -> tuple[dict, dict, list[str]]:
     """(before, after, fold statuses): the method on each part of the clean-example split, measured on
     the other. ACC is pooled over both parts (each example counted once), ASR and RA averaged over the two
@@ -358,7 +363,7 @@ def run_job(
             else dict(NO_DRIFT_CHECK)
         )
         eval_after_seconds = time.perf_counter() - eval_start
-        status = "drifted" if result.status == "ok" and drift["drifted"] else result.status
+        status = status_after_drift_check(result.status, drift)
 
         saved, save_start = None, time.perf_counter()
         if job.save_path is not None and status == "ok":
